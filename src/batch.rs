@@ -1,0 +1,229 @@
+//! Batches: the unit that moves between pipeline threads.
+//!
+//! A batch owns the raw bytes of its frames and a bumpalo arena; its records
+//! borrow from both (a `self_cell`), so a batch crosses threads as one value.
+//! When every stage and output is done with it, its owner goes back to the
+//! [`Pool`], the arena is reset and the buffers are reused, not freed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bumpalo::Bump;
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::atomic::AtomicCell;
+
+use crate::parse::Parser;
+use crate::record::Record;
+use crate::time::Timestamp;
+
+/// Where one frame sits in [`BatchOwner::raw`] and where it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameMeta {
+    pub start: u32,
+    pub len: u32,
+    pub src: SocketAddr,
+    pub received: Timestamp,
+    pub input: u16,
+    /// Flaws known before parsing (`flaw::TRUNCATED`).
+    pub flaws: u16,
+}
+
+/// The owned part of a batch: bytes, frame table and arena.
+pub struct BatchOwner {
+    pub raw: Vec<u8>,
+    pub frames: Vec<FrameMeta>,
+    pub bump: Bump,
+    /// When the first frame of the batch was read (for stage latency).
+    pub born: Instant,
+}
+
+impl Default for BatchOwner {
+    fn default() -> Self {
+        BatchOwner {
+            raw: Vec::with_capacity(64 * 1024),
+            frames: Vec::with_capacity(256),
+            bump: Bump::with_capacity(64 * 1024),
+            born: Instant::now(),
+        }
+    }
+}
+
+impl BatchOwner {
+    /// Appends one frame's bytes.
+    pub fn push_frame(
+        &mut self,
+        bytes: &[u8],
+        src: SocketAddr,
+        received: Timestamp,
+        input: u16,
+        flaws: u16,
+    ) {
+        if self.frames.is_empty() {
+            self.born = Instant::now();
+        }
+        let start = self.raw.len() as u32;
+        self.raw.extend_from_slice(bytes);
+        self.frames.push(FrameMeta {
+            start,
+            len: bytes.len() as u32,
+            src,
+            received,
+            input,
+            flaws,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Empties the batch for reuse, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.raw.clear();
+        self.frames.clear();
+        self.bump.reset();
+    }
+}
+
+/// The records of a batch, in the arena.
+pub struct Records<'a> {
+    pub list: &'a mut [Record<'a>],
+}
+
+self_cell::self_cell!(
+    /// A batch of parsed records that owns everything they borrow.
+    pub struct Batch {
+        owner: BatchOwner,
+        #[not_covariant]
+        dependent: Records,
+    }
+);
+
+impl Batch {
+    /// Parses every frame of `owner` into records.
+    pub fn parse(owner: BatchOwner, parser: &mut Parser) -> Batch {
+        Batch::new(owner, |o| {
+            let list = o.bump.alloc_slice_fill_with(o.frames.len(), |i| {
+                let f = &o.frames[i];
+                let raw = &o.raw[f.start as usize..(f.start + f.len) as usize];
+                let mut rec = Record::new(raw, f.received, f.src, f.input);
+                rec.flaws = f.flaws;
+                parser.parse(&o.bump, &mut rec);
+                rec
+            });
+            Records { list }
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.borrow_owner().frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn born(&self) -> Instant {
+        self.borrow_owner().born
+    }
+}
+
+/// Recycled batch owners. Bounded: past `cap` spare owners, returned ones
+/// are freed (only after a burst that needed more batches in flight).
+pub struct Pool {
+    spare: ArrayQueue<BatchOwner>,
+    created: AtomicCell<u64>,
+}
+
+impl Pool {
+    pub fn new(cap: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            spare: ArrayQueue::new(cap.max(1)),
+            created: AtomicCell::new(0),
+        })
+    }
+
+    /// An empty owner: a recycled one if any, else a new one.
+    pub fn get(&self) -> BatchOwner {
+        match self.spare.pop() {
+            Some(o) => o,
+            None => {
+                self.created.fetch_add(1);
+                BatchOwner::default()
+            }
+        }
+    }
+
+    /// Returns an owner for reuse.
+    pub fn put(&self, mut owner: BatchOwner) {
+        owner.clear();
+        // A batch that grew huge (one giant frame) is not kept around.
+        if owner.raw.capacity() > 8 * 1024 * 1024 {
+            return;
+        }
+        let _ = self.spare.push(owner);
+    }
+
+    /// How many owners were ever created (a steady pipeline stops creating).
+    pub fn created(&self) -> u64 {
+        self.created.load()
+    }
+}
+
+/// A batch shared by the outputs. When the last output drops it, the owner
+/// goes back to the pool.
+pub struct SharedBatch {
+    batch: Option<Batch>,
+    pool: Arc<Pool>,
+}
+
+impl SharedBatch {
+    pub fn new(batch: Batch, pool: Arc<Pool>) -> Arc<SharedBatch> {
+        Arc::new(SharedBatch {
+            batch: Some(batch),
+            pool,
+        })
+    }
+
+    fn inner(&self) -> &Batch {
+        // Only `drop` takes the batch out.
+        self.batch.as_ref().expect("batch present until drop")
+    }
+
+    /// Read-only access to the records.
+    pub fn records<R>(&self, f: impl for<'a> FnOnce(&[Record<'a>]) -> R) -> R {
+        self.inner().with_dependent(|_, recs| f(recs.list))
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner().is_empty()
+    }
+
+    pub fn born(&self) -> Instant {
+        self.inner().born()
+    }
+}
+
+// SAFETY: a SharedBatch only hands out shared references to its records
+// (`Record` is Sync: it holds shared slices) and the `born` instant; the
+// arena (`Bump`, which is !Sync because it allocates through `&self`) is
+// never reachable through `&SharedBatch`, only in `drop`, which has
+// exclusive access. So concurrent readers cannot race on the arena.
+unsafe impl Sync for SharedBatch {}
+
+impl Drop for SharedBatch {
+    fn drop(&mut self) {
+        if let Some(b) = self.batch.take() {
+            self.pool.put(b.into_owner());
+        }
+    }
+}

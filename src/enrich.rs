@@ -1,0 +1,172 @@
+//! Enrich: add fields to records by rule, and who-holds-this-IP.
+//!
+//! Receives batches from classify; for every record, applies each
+//! `[[enrich]]` rule whose match holds (`set = { field = "template" }`,
+//! `{other}` inserting another field's value, `{{`/`}}` literal braces), then
+//! adds `src_user` from the identity table when the record's `src_ip` is
+//! known. Rules are compiled once; rendered values go into the batch
+//! arena. A template whose field is missing leaves its target unset (as
+//! Vector does). Must never block on anything but its output channel, and
+//! never allocate per record outside the arena.
+
+use bumpalo::Bump;
+
+use crate::config::EnrichConfig;
+use crate::encode::Names;
+use crate::identity::Identity;
+use crate::matcher::{FieldRef, Matcher, msg_key};
+use crate::record::Record;
+
+/// A value with `{field}` holes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Lit(Box<[u8]>),
+    Field(FieldRef),
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut lit = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'{' if b.get(i + 1) == Some(&b'{') => {
+                    lit.push(b'{');
+                    i += 2;
+                }
+                b'}' if b.get(i + 1) == Some(&b'}') => {
+                    lit.push(b'}');
+                    i += 2;
+                }
+                b'{' => {
+                    let end = s[i + 1..]
+                        .find('}')
+                        .ok_or_else(|| format!("unclosed `{{` at byte {i}"))?;
+                    let name = &s[i + 1..i + 1 + end];
+                    let f =
+                        FieldRef::parse(name.trim()).map_err(|e| format!("`{{{name}}}`: {e}"))?;
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit).into()));
+                    }
+                    parts.push(Part::Field(f));
+                    i += end + 2;
+                }
+                b'}' => return Err(format!("lone `}}` at byte {i} (write `}}}}` for a brace)")),
+                c => {
+                    lit.push(c);
+                    i += 1;
+                }
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit.into()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Renders into `out`; false when a referenced field is missing.
+    pub fn render(&self, rec: &Record<'_>, names: &Names, out: &mut Vec<u8>) -> bool {
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l),
+                Part::Field(f) => {
+                    if !f.write_value(rec, names, out) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// One compiled `[[enrich]]` rule.
+pub struct Rule {
+    matcher: Matcher,
+    set: Vec<(Box<[u8]>, Template)>,
+}
+
+/// The enrich stage's compiled state.
+pub struct Enricher {
+    rules: Vec<Rule>,
+    identity: Option<Identity>,
+    names: Names,
+    scratch: Vec<u8>,
+}
+
+impl Enricher {
+    /// The identity table's counters, when identity enrichment is on.
+    pub fn identity_stats(&self) -> Option<std::sync::Arc<crate::identity::IdentityStats>> {
+        self.identity.as_ref().map(|i| i.stats.clone())
+    }
+
+    pub fn new(
+        cfg: &[EnrichConfig],
+        names: &Names,
+        identity: Option<Identity>,
+    ) -> Result<Enricher, String> {
+        let mut rules = Vec::new();
+        for (i, r) in cfg.iter().enumerate() {
+            let label = r.name.clone().unwrap_or_else(|| format!("#{}", i + 1));
+            let matcher = Matcher::compile(&r.matches, names)
+                .map_err(|e| format!("[[enrich]] {label}: {e}"))?;
+            let mut set = Vec::new();
+            for (k, t) in &r.set {
+                let key = msg_key(k.strip_prefix("msg.").unwrap_or(k))
+                    .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
+                let t = Template::parse(t)
+                    .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
+                set.push((key, t));
+            }
+            rules.push(Rule { matcher, set });
+        }
+        Ok(Enricher {
+            rules,
+            identity,
+            names: names.clone(),
+            scratch: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Enriches one record.
+    pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+        for r in &self.rules {
+            if !r.matcher.matches(rec) {
+                continue;
+            }
+            for (key, t) in &r.set {
+                self.scratch.clear();
+                if t.render(rec, &self.names, &mut self.scratch) {
+                    let v = bump.alloc_slice_copy(&self.scratch);
+                    let k = bump.alloc_slice_copy(key);
+                    rec.fields.set(bump, k, v);
+                }
+            }
+        }
+        if let Some(id) = &mut self.identity {
+            id.learn(rec);
+            id.enrich(bump, rec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_holes_and_escaped_braces() {
+        let t = Template::parse("https://h/x%2A{eventid}?{{y}}").unwrap();
+        assert_eq!(t.parts.len(), 3);
+        assert!(Template::parse("{unclosed").is_err());
+        assert!(Template::parse("lone } brace").is_err());
+        assert!(Template::parse("{Bad Name}").is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! Identity: who holds which IP address, learned from Windows logons.
+//!
+//! Learns from `windows` records with event id 4624 (logon) or 4768
+//! (Kerberos TGT): `targetusername`, `targetdomainname`, `ipaddress`.
+//! IPv4-mapped addresses are normalised; machine accounts (`…$`),
+//! `ANONYMOUS LOGON`, and `-`/loopback/unspecified addresses teach nothing.
+//! Adds `src_user` (`DOMAIN\user`) to any record whose `src_ip` it knows.
+//!
+//! The table is owned by the enrich thread, which both learns and reads,
+//! so no lock is taken per record; its size is published through an atomic
+//! for metrics. Entries live `ttl` after their last logon; at
+//! `max_entries` the oldest is evicted. Entries hold the name inline, so a
+//! logon does not allocate once the table has reached its size.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bumpalo::Bump;
+
+use crate::config::IdentityConfig;
+use crate::net::parse_ip;
+use crate::record::{Record, class};
+
+/// Longest `DOMAIN\user` kept.
+const MAX_NAME: usize = 128;
+
+struct Entry {
+    name: [u8; MAX_NAME],
+    len: u8,
+    /// Last logon, ns since the epoch (record receive time).
+    seen_ns: i64,
+    /// Insertion sequence, to match eviction-queue slots.
+    seq: u64,
+}
+
+/// Counters the metrics endpoint reads.
+#[derive(Default)]
+pub struct IdentityStats {
+    pub entries: AtomicU64,
+    pub learned: AtomicU64,
+    pub evicted: AtomicU64,
+    pub enriched: AtomicU64,
+}
+
+pub struct Identity {
+    map: HashMap<IpAddr, Entry>,
+    order: VecDeque<(IpAddr, u64)>,
+    seq: u64,
+    ttl_ns: i64,
+    max: usize,
+    pub stats: Arc<IdentityStats>,
+}
+
+impl Identity {
+    pub fn new(cfg: &IdentityConfig) -> Identity {
+        let max = cfg.max_entries.max(1);
+        Identity {
+            map: HashMap::with_capacity(max.min(1 << 16)),
+            order: VecDeque::with_capacity(max.min(1 << 16)),
+            seq: 0,
+            ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
+            max,
+            stats: Arc::new(IdentityStats::default()),
+        }
+    }
+
+    /// Learns from `rec` if it is a qualifying Windows logon.
+    pub fn learn(&mut self, rec: &Record<'_>) {
+        if rec.class != class::WINDOWS {
+            return;
+        }
+        let f = &rec.fields;
+        match f.get(b"eventid") {
+            Some(b"4624") | Some(b"4768") => {}
+            _ => return,
+        }
+        let Some(user) = f.get(b"targetusername") else {
+            return;
+        };
+        let user = user.trim_ascii();
+        if user.is_empty()
+            || user == b"-"
+            || user.ends_with(b"$")
+            || user.eq_ignore_ascii_case(b"ANONYMOUS LOGON")
+        {
+            return;
+        }
+        let Some(ip) = f.get(b"ipaddress").and_then(parse_ip) else {
+            return;
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let domain = f
+            .get(b"targetdomainname")
+            .map(|d| d.trim_ascii())
+            .unwrap_or(b"");
+        let mut name = [0u8; MAX_NAME];
+        let mut n = 0;
+        let mut put = |b: &[u8]| {
+            let k = b.len().min(MAX_NAME - n);
+            name[n..n + k].copy_from_slice(&b[..k]);
+            n += k;
+        };
+        if !domain.is_empty() && domain != b"-" {
+            put(domain);
+            put(b"\\");
+        }
+        put(user);
+        self.insert(ip, name, n as u8, rec.received.unix_ns);
+    }
+
+    fn insert(&mut self, ip: IpAddr, name: [u8; MAX_NAME], len: u8, now: i64) {
+        self.seq += 1;
+        let seq = self.seq;
+        let fresh = self
+            .map
+            .insert(
+                ip,
+                Entry {
+                    name,
+                    len,
+                    seen_ns: now,
+                    seq,
+                },
+            )
+            .is_none();
+        self.order.push_back((ip, seq));
+        self.stats.learned.fetch_add(1, Ordering::Relaxed);
+        if fresh {
+            while self.map.len() > self.max {
+                self.evict_oldest();
+            }
+        }
+        // Keep the order queue from growing with repeated logons.
+        while self.order.len() > self.max * 2 {
+            let (ip, s) = self.order.pop_front().expect("non-empty");
+            if self.map.get(&ip).is_some_and(|e| e.seq == s) {
+                // Still current: requeue it behind the others.
+                self.order.push_back((ip, s));
+            }
+        }
+        self.stats
+            .entries
+            .store(self.map.len() as u64, Ordering::Relaxed);
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some((ip, s)) = self.order.pop_front() {
+            if self.map.get(&ip).is_some_and(|e| e.seq == s) {
+                self.map.remove(&ip);
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// Who held `ip` at `now_ns`, if known and not expired.
+    pub fn lookup(&self, ip: IpAddr, now_ns: i64) -> Option<&[u8]> {
+        let e = self.map.get(&ip)?;
+        if now_ns.saturating_sub(e.seen_ns) > self.ttl_ns {
+            return None;
+        }
+        Some(&e.name[..e.len as usize])
+    }
+
+    /// Learns from `rec`, then adds `src_user` when its `src_ip` is known.
+    pub fn enrich<'a>(&self, bump: &'a Bump, rec: &mut Record<'a>) {
+        let Some(ip) = rec.fields.get(b"src_ip").and_then(parse_ip) else {
+            return;
+        };
+        if let Some(name) = self.lookup(ip, rec.received.unix_ns) {
+            let v = bump.alloc_slice_copy(name);
+            rec.fields.set(bump, b"src_user", v);
+            self.stats.enriched.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+    use crate::record::{Fields, UNSPECIFIED};
+    use crate::time::Timestamp;
+    use std::time::Duration;
+
+    fn rec<'a>(bump: &'a Bump, t: i64, kv: &[(&'static str, &'static str)]) -> Record<'a> {
+        let mut r = Record::new(b"", Timestamp::from_unix_ns(t), UNSPECIFIED, 0);
+        r.class = class::WINDOWS;
+        r.fields = Fields::with_capacity(bump, 8);
+        for (k, v) in kv {
+            r.fields.push(bump, k.as_bytes(), v.as_bytes());
+        }
+        r
+    }
+
+    fn cfg(max: usize) -> IdentityConfig {
+        IdentityConfig {
+            enabled: true,
+            ttl: HumanDuration(Duration::from_secs(60)),
+            max_entries: max,
+        }
+    }
+
+    #[test]
+    fn logons_teach_and_machine_accounts_do_not() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(10));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4768"),
+                ("targetusername", "alice"),
+                ("targetdomainname", "CORP"),
+                ("ipaddress", "::ffff:192.168.1.109"),
+            ],
+        ));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4624"),
+                ("targetusername", "WS01$"),
+                ("ipaddress", "10.0.0.2"),
+            ],
+        ));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4624"),
+                ("targetusername", "ANONYMOUS LOGON"),
+                ("ipaddress", "10.0.0.3"),
+            ],
+        ));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4624"),
+                ("targetusername", "bob"),
+                ("ipaddress", "127.0.0.1"),
+            ],
+        ));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4625"),
+                ("targetusername", "eve"),
+                ("ipaddress", "10.0.0.4"),
+            ],
+        ));
+        assert_eq!(id.len(), 1);
+        assert_eq!(
+            id.lookup("192.168.1.109".parse().unwrap(), 1),
+            Some(&b"CORP\\alice"[..])
+        );
+        assert_eq!(
+            id.lookup("192.168.1.109".parse().unwrap(), 61_000_000_000),
+            None
+        );
+    }
+
+    #[test]
+    fn table_is_bounded_and_evicts_oldest() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(3));
+        for (i, ip) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.4"]
+            .iter()
+            .enumerate()
+        {
+            id.learn(&rec(
+                &bump,
+                i as i64,
+                &[
+                    ("eventid", "4624"),
+                    ("targetusername", "u"),
+                    ("ipaddress", ip),
+                ],
+            ));
+        }
+        assert_eq!(id.len(), 3);
+        assert!(id.lookup("10.0.0.2".parse().unwrap(), 5).is_none());
+        assert!(id.lookup("10.0.0.1".parse().unwrap(), 5).is_some());
+    }
+}

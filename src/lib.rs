@@ -1,0 +1,28 @@
+//! sluice: a fast syslog pipeline for a log-management appliance.
+//!
+//! Stages, in the order a message meets them: [`receive`] (sockets, input
+//! workers) → [`frame`] (TCP byte stream → frames) → [`parse`] (frame →
+//! [`record::Record`] in a [`batch::Batch`]) → [`classify`] → [`enrich`] →
+//! [`forward`] (dispatcher, per-output queues, [`encode`] and sinks).
+//! [`pipeline`] wires them; [`config`] checks the TOML that drives them;
+//! [`metrics`] counts everything.
+
+pub mod batch;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod encode;
+pub mod enrich;
+pub mod forward;
+pub mod frame;
+pub mod identity;
+pub mod logging;
+pub mod matcher;
+pub mod metrics;
+pub mod net;
+pub mod parse;
+pub mod pipeline;
+pub mod receive;
+pub mod record;
+pub mod stage;
+pub mod time;

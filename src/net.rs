@@ -1,0 +1,129 @@
+//! Address helpers: CIDR sets and IPv4-mapped IPv6 normalisation.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// An address block, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a
+/// block of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip = normalize(addr.parse::<IpAddr>().ok()?);
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        Some(Cidr {
+            net: mask(ip, prefix),
+            prefix,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = normalize(ip);
+        ip.is_ipv4() == self.net.is_ipv4() && mask(ip, self.prefix) == self.net
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & m))
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` → `a.b.c.d`; other addresses unchanged.
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+/// Parses an address from field text, normalising IPv4-mapped forms.
+pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(text).ok()?.trim();
+    s.parse::<IpAddr>().ok().map(normalize)
+}
+
+/// A list of blocks; empty contains nothing.
+#[derive(Clone, Debug, Default)]
+pub struct CidrSet(pub Vec<Cidr>);
+
+impl CidrSet {
+    pub fn parse_all(list: &[String]) -> Option<CidrSet> {
+        list.iter()
+            .map(|s| Cidr::parse(s))
+            .collect::<Option<Vec<_>>>()
+            .map(CidrSet)
+    }
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_blocks_contain_their_addresses_and_mapped_forms() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains(ip("10.1.2.3")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(
+            Cidr::parse("192.168.1.5")
+                .unwrap()
+                .contains(ip("192.168.1.5"))
+        );
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains(ip("2001:db8::1"))
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+
+    #[test]
+    fn mapped_addresses_normalise_to_ipv4() {
+        assert_eq!(parse_ip(b"::ffff:10.0.0.12"), Some(ip("10.0.0.12")));
+        assert_eq!(parse_ip(b"-"), None);
+    }
+}

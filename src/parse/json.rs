@@ -1,0 +1,262 @@
+//! JSON messages (agents' Windows events, Flowmon's JSON form) via simd-json.
+//!
+//! The object is copied into the arena with simd-json's padding and parsed
+//! in place with reused buffers and tape, so strings (unescaped in place)
+//! borrow from the arena. Each key becomes one field, in document order:
+//! nested objects are flattened with `_`-joined keys, arrays are kept as
+//! compact JSON text, numbers and booleans as their text, `null` as "".
+
+use std::io::Write;
+
+use bumpalo::Bump;
+use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
+
+use crate::encode::json::write_json_str;
+use crate::record::{Fields, normalize_key, normalize_key_prefixed};
+
+/// Deepest object nesting flattened into fields; deeper values stay JSON text.
+const MAX_FLATTEN_DEPTH: usize = 8;
+
+/// Reusable simd-json state for one worker.
+pub struct JsonParser {
+    buffers: Buffers,
+    tape: Vec<Node<'static>>,
+    scratch: Vec<u8>,
+}
+
+impl Default for JsonParser {
+    fn default() -> Self {
+        JsonParser::new()
+    }
+}
+
+impl JsonParser {
+    pub fn new() -> JsonParser {
+        JsonParser {
+            buffers: Buffers::new(64 * 1024),
+            tape: Vec::with_capacity(1024),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Parses a JSON object and appends its fields. Returns false (adding
+    /// nothing) when `text` is not a valid JSON object.
+    pub fn parse_into<'a>(&mut self, bump: &'a Bump, text: &[u8], fields: &mut Fields<'a>) -> bool {
+        let len = text.len();
+        let buf = bump.alloc_slice_fill_copy(len + INPUT_PADDING, 0u8);
+        buf[..len].copy_from_slice(text);
+        let mut tape: Tape<'a> = Tape(std::mem::take(&mut self.tape)).reset();
+        let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
+            Ok(()) => match tape.0.first() {
+                Some(Node::Object { len, .. }) => {
+                    fields.reserve(bump, *len);
+                    self.flatten(bump, &tape.0, b"", 0, fields);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        self.tape = tape.reset().0;
+        ok
+    }
+
+    /// Walks the object at `nodes[0]`; returns how many nodes it spans.
+    fn flatten<'a>(
+        &mut self,
+        bump: &'a Bump,
+        nodes: &[Node<'a>],
+        prefix: &[u8],
+        depth: usize,
+        fields: &mut Fields<'a>,
+    ) -> usize {
+        let Some(Node::Object { len, count }) = nodes.first() else {
+            return 1;
+        };
+        let (len, count) = (*len, *count);
+        let mut i = 1;
+        for _ in 0..len {
+            let Some(Node::String(k)) = nodes.get(i) else {
+                break;
+            };
+            i += 1;
+            let key: &'a [u8] = if prefix.is_empty() {
+                normalize_key(bump, k.as_bytes())
+            } else {
+                normalize_key_prefixed(bump, prefix, k.as_bytes())
+            };
+            let Some(v) = nodes.get(i) else { break };
+            match v {
+                Node::String(s) => {
+                    fields.push(bump, key, s.as_bytes());
+                    i += 1;
+                }
+                Node::Static(s) => {
+                    let text = static_text(bump, s);
+                    fields.push(bump, key, text);
+                    i += 1;
+                }
+                Node::Object { count: c, .. } if depth < MAX_FLATTEN_DEPTH => {
+                    self.flatten(bump, &nodes[i..], key, depth + 1, fields);
+                    i += c + 1;
+                }
+                Node::Object { count: c, .. } | Node::Array { count: c, .. } => {
+                    let span = &nodes[i..i + c + 1];
+                    self.scratch.clear();
+                    write_nodes(&mut self.scratch, span);
+                    let text = bump.alloc_slice_copy(&self.scratch);
+                    fields.push(bump, key, text);
+                    i += c + 1;
+                }
+            }
+        }
+        count + 1
+    }
+}
+
+fn static_text<'a>(bump: &'a Bump, s: &StaticNode) -> &'a [u8] {
+    match s {
+        StaticNode::I64(n) => bump.alloc_slice_copy(itoa::Buffer::new().format(*n).as_bytes()),
+        StaticNode::U64(n) => bump.alloc_slice_copy(itoa::Buffer::new().format(*n).as_bytes()),
+        StaticNode::F64(f) => {
+            let mut buf = [0u8; 64];
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{f}");
+            let n = cur.position() as usize;
+            bump.alloc_slice_copy(&buf[..n])
+        }
+        StaticNode::Bool(true) => b"true",
+        StaticNode::Bool(false) => b"false",
+        StaticNode::Null => b"",
+    }
+}
+
+/// Writes a tape span back out as compact JSON; returns nodes consumed.
+fn write_nodes(out: &mut Vec<u8>, nodes: &[Node<'_>]) -> usize {
+    match nodes.first() {
+        Some(Node::String(s)) => {
+            write_json_str(out, s.as_bytes());
+            1
+        }
+        Some(Node::Static(s)) => {
+            match s {
+                StaticNode::I64(n) => {
+                    out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes())
+                }
+                StaticNode::U64(n) => {
+                    out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes())
+                }
+                StaticNode::F64(f) => {
+                    let _ = write!(out, "{f}");
+                }
+                StaticNode::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+                StaticNode::Null => out.extend_from_slice(b"null"),
+            }
+            1
+        }
+        Some(Node::Array { len, count }) => {
+            out.push(b'[');
+            let mut i = 1;
+            for n in 0..*len {
+                if n > 0 {
+                    out.push(b',');
+                }
+                i += write_nodes(out, &nodes[i..]);
+            }
+            out.push(b']');
+            count + 1
+        }
+        Some(Node::Object { len, count }) => {
+            out.push(b'{');
+            let mut i = 1;
+            for n in 0..*len {
+                if n > 0 {
+                    out.push(b',');
+                }
+                i += write_nodes(out, &nodes[i..]);
+                out.push(b':');
+                i += write_nodes(out, &nodes[i..]);
+            }
+            out.push(b'}');
+            count + 1
+        }
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Option<Vec<(String, String)>> {
+        let bump = Bump::new();
+        let mut p = JsonParser::new();
+        let mut f = Fields::with_capacity(&bump, 0);
+        if !p.parse_into(&bump, text.as_bytes(), &mut f) {
+            return None;
+        }
+        Some(
+            f.as_slice()
+                .iter()
+                .map(|f| {
+                    (
+                        String::from_utf8_lossy(f.key).into_owned(),
+                        String::from_utf8_lossy(f.value).into_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_keep_their_order_and_values_become_strings() {
+        assert_eq!(
+            fields(r#"{"EventID":4624,"TargetUserName":"alice","Ok":true,"N":null,"F":1.5}"#),
+            Some(pairs(&[
+                ("eventid", "4624"),
+                ("targetusername", "alice"),
+                ("ok", "true"),
+                ("n", ""),
+                ("f", "1.5")
+            ]))
+        );
+    }
+
+    #[test]
+    fn nested_objects_flatten_and_arrays_stay_json() {
+        assert_eq!(
+            fields(r#"{"a":{"B":"x","c":{"d":1}},"arr":[1,"t\"",{"k":null}],"z":"\u00e9\n"}"#),
+            Some(pairs(&[
+                ("a_b", "x"),
+                ("a_c_d", "1"),
+                ("arr", r#"[1,"t\"",{"k":null}]"#),
+                ("z", "é\n")
+            ]))
+        );
+    }
+
+    #[test]
+    fn invalid_json_and_non_objects_are_refused() {
+        assert_eq!(fields(r#"{"a":}"#), None);
+        assert_eq!(fields(r#"[1,2]"#), None);
+        assert_eq!(fields(r#"{"a":"b"} trailing"#), None);
+    }
+
+    #[test]
+    fn parser_is_reusable_across_many_documents() {
+        let bump = Bump::new();
+        let mut p = JsonParser::new();
+        for i in 0..1000 {
+            let mut f = Fields::with_capacity(&bump, 0);
+            let doc = format!(r#"{{"i":{i},"s":"{}"}}"#, "x".repeat(i % 300));
+            assert!(p.parse_into(&bump, doc.as_bytes(), &mut f));
+            assert_eq!(f.get(b"i").unwrap(), i.to_string().as_bytes());
+        }
+    }
+}

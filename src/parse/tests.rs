@@ -1,0 +1,3 @@
+use super::*;
+use crate::record::{Syntax, UNSPECIFIED};
+use crate::time::Timestamp;

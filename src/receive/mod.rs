@@ -1,0 +1,748 @@
+//! Receive: input worker threads that read sockets, frame and parse.
+//!
+//! Each worker is pinned to a core and owns a mio `Poll`, one SO_REUSEPORT
+//! socket per UDP input, and the TCP connections handed to it. Worker 0
+//! also accepts: it checks the allowlist and `max_connections`, then gives
+//! each connection to the least-loaded worker. Frames go into the worker's
+//! current batch; a full batch, or the end of a poll round, is parsed and
+//! sent to classify. Sending blocks when classify's queue is full: TCP
+//! senders feel backpressure, UDP datagrams wait in the kernel buffer (its
+//! overflows are counted).
+//!
+//! A worker never allocates per record, never drops a record it read, and
+//! never lets one connection's bad bytes affect another.
+
+pub mod tcp;
+pub mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::batch::{Batch, BatchOwner, Pool};
+use crate::config::{Config, InputType};
+use crate::frame::{FrameKind, Framer};
+use crate::logging::RateLimit;
+use crate::metrics::{LocalHist, Metrics, record as record_latency, refuse};
+use crate::net::CidrSet;
+use crate::parse::Parser;
+use crate::record::flaw;
+use crate::time::Timestamp;
+use crate::warn_limited;
+use tcp::{Conn, Stream};
+
+const WAKER: Token = Token(0);
+const UDP_BASE: usize = 1;
+const LISTEN_BASE: usize = 1_000;
+const CONN_BASE: usize = 10_000;
+
+/// Reads per socket before other sockets get a turn.
+const READ_BUDGET: usize = 32;
+/// Bytes read per `read` call on a TCP connection.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What workers need to know about an input.
+#[derive(Clone, Debug)]
+pub struct InputRuntime {
+    pub id: u16,
+    pub name: String,
+    pub kind: InputType,
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub allow: CidrSet,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Sockets bound at start-up, before any thread runs, so that bind errors
+/// stop start-up with a clear message.
+pub struct BoundInputs {
+    /// Per UDP input: one socket per worker.
+    pub udp: Vec<(u16, Vec<mio::net::UdpSocket>)>,
+    pub tcp: Vec<(u16, mio::net::TcpListener)>,
+    /// (input name, protocol, address) as bound.
+    pub addrs: Vec<(String, &'static str, SocketAddr)>,
+    pub runtime: Arc<Vec<InputRuntime>>,
+}
+
+/// Binds every input of `cfg`.
+pub fn bind_inputs(cfg: &Config) -> anyhow::Result<BoundInputs> {
+    let workers = cfg.pipeline.workers.max(1);
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut addrs = Vec::new();
+    let mut runtime = Vec::new();
+    for (id, i) in cfg.inputs.iter().enumerate() {
+        let id = id as u16;
+        let listen: SocketAddr = i.listen.parse()?;
+        runtime.push(InputRuntime {
+            id,
+            name: i.name.clone(),
+            kind: i.kind,
+            max_message_bytes: i.max_message_bytes.as_usize(),
+            max_connections: i.max_connections,
+            allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
+            idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
+        });
+        match i.kind {
+            InputType::Udp => {
+                let want = i.receive_buffer.as_usize();
+                let (socks, granted) = udp::bind_reuseport(listen, workers, want).map_err(|e| {
+                    anyhow::anyhow!("input \"{}\": cannot bind UDP {listen}: {e}", i.name)
+                })?;
+                if granted < want {
+                    log::warn!(
+                        "input \"{}\": asked for a {} KiB receive buffer, the kernel granted {} KiB \
+                         (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                        i.name,
+                        want / 1024,
+                        granted / 1024
+                    );
+                }
+                let addr = socks[0].local_addr()?;
+                addrs.push((i.name.clone(), "udp", addr));
+                udp.push((id, socks));
+            }
+            InputType::Tcp | InputType::Tls => {
+                let l = tcp::bind_listener(listen).map_err(|e| {
+                    anyhow::anyhow!("input \"{}\": cannot bind TCP {listen}: {e}", i.name)
+                })?;
+                addrs.push((
+                    i.name.clone(),
+                    if i.kind == InputType::Tls {
+                        "tls"
+                    } else {
+                        "tcp"
+                    },
+                    l.local_addr()?,
+                ));
+                tcp.push((id, l));
+            }
+        }
+    }
+    Ok(BoundInputs {
+        udp,
+        tcp,
+        addrs,
+        runtime: Arc::new(runtime),
+    })
+}
+
+/// A connection handed from the acceptor to a worker.
+type NewConn = (mio::net::TcpStream, SocketAddr, u16);
+
+struct Peer {
+    tx: Sender<NewConn>,
+    waker: Arc<Waker>,
+    load: Arc<AtomicUsize>,
+}
+
+/// The running workers.
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+    wakers: Vec<Arc<Waker>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Asks every worker to stop accepting, read what is already buffered,
+    /// send it on and exit; waits for them.
+    pub fn stop_and_join(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Batch limits.
+#[derive(Clone, Copy)]
+pub struct BatchLimits {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+/// Starts the workers on the bound sockets; batches go to `tx`.
+pub fn spawn_workers(
+    cfg: &Config,
+    bound: BoundInputs,
+    tx: Sender<Batch>,
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+) -> io::Result<Workers> {
+    let n = cfg.pipeline.workers.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let limits = BatchLimits {
+        records: cfg.pipeline.batch_records.max(1),
+        bytes: cfg.pipeline.batch_bytes.as_usize().max(4096),
+    };
+    let mut polls = Vec::new();
+    let mut peers = Vec::new();
+    let mut incoming = Vec::new();
+    for _ in 0..n {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (ctx, crx) = crossbeam_channel::unbounded();
+        peers.push(Peer {
+            tx: ctx,
+            waker,
+            load: Arc::new(AtomicUsize::new(0)),
+        });
+        polls.push(poll);
+        incoming.push(crx);
+    }
+    let wakers: Vec<Arc<Waker>> = peers.iter().map(|p| p.waker.clone()).collect();
+    let peers = Arc::new(peers);
+    let mut udp_per_worker: Vec<Vec<(u16, mio::net::UdpSocket)>> =
+        (0..n).map(|_| Vec::new()).collect();
+    for (id, socks) in bound.udp {
+        for (w, s) in socks.into_iter().enumerate() {
+            udp_per_worker[w % n].push((id, s));
+        }
+    }
+    let mut listeners = Some(bound.tcp);
+    let cores = if cfg.pipeline.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut handles = Vec::new();
+    for (idx, (poll, (crx, udp_socks))) in polls
+        .into_iter()
+        .zip(incoming.into_iter().zip(udp_per_worker))
+        .enumerate()
+    {
+        let parse_hist = metrics.stage("parse").latency.local();
+        let mut w = Worker {
+            idx,
+            poll,
+            udp: Vec::new(),
+            listeners: if idx == 0 {
+                listeners.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            conns: Slab::new(),
+            incoming: crx,
+            peers: peers.clone(),
+            inputs: bound.runtime.clone(),
+            stop: stop.clone(),
+            scratch: vec![0u8; READ_CHUNK],
+            ready: Vec::new(),
+            sink: Sink {
+                batch: pool.get(),
+                parser: Parser::new(),
+                tx: tx.clone(),
+                pool: pool.clone(),
+                metrics: metrics.clone(),
+                tallies: vec![Tally::default(); bound.runtime.len()],
+                limits,
+                parse_hist,
+            },
+            refuse_log: RateLimit::new(Duration::from_secs(10)),
+        };
+        for (id, s) in udp_socks {
+            let max = w.inputs[id as usize].max_message_bytes;
+            w.udp.push(UdpIn {
+                input: id,
+                sock: s,
+                rx: udp::Receiver::new(max),
+                max,
+                last_drops: 0,
+            });
+        }
+        let core = cores.get(idx % cores.len().max(1)).copied();
+        let h = std::thread::Builder::new()
+            .name(format!("input-{idx}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(c);
+                }
+                if let Err(e) = w.run() {
+                    log::error!("input worker {}: {e}", w.idx);
+                }
+            })?;
+        handles.push(h);
+    }
+    Ok(Workers {
+        handles,
+        wakers,
+        stop,
+    })
+}
+
+struct UdpIn {
+    input: u16,
+    sock: mio::net::UdpSocket,
+    rx: udp::Receiver,
+    max: usize,
+    last_drops: u32,
+}
+
+/// Per-input counts a worker adds to the shared metrics once per batch.
+#[derive(Clone, Default)]
+struct Tally {
+    records: u64,
+    bytes: u64,
+    oversize: u64,
+    flaws: [u64; flaw::NAMES.len()],
+}
+
+/// Where a worker's frames go: the current batch, parsed and sent when
+/// full.
+struct Sink {
+    batch: BatchOwner,
+    parser: Parser,
+    tx: Sender<Batch>,
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    tallies: Vec<Tally>,
+    limits: BatchLimits,
+    parse_hist: LocalHist,
+}
+
+impl Sink {
+    #[inline]
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        src: SocketAddr,
+        received: Timestamp,
+        input: u16,
+        truncated: bool,
+    ) {
+        let t = &mut self.tallies[input as usize];
+        t.records += 1;
+        t.bytes += bytes.len() as u64;
+        if truncated {
+            t.oversize += 1;
+        }
+        self.batch.push_frame(
+            bytes,
+            src,
+            received,
+            input,
+            if truncated { flaw::TRUNCATED } else { 0 },
+        );
+        if self.batch.len() >= self.limits.records || self.batch.raw.len() >= self.limits.bytes {
+            self.flush();
+        }
+    }
+
+    /// Parses the current batch and sends it to classify (blocking while
+    /// classify's queue is full).
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let owner = std::mem::replace(&mut self.batch, self.pool.get());
+        let n = owner.len() as u64;
+        let batch = Batch::parse(owner, &mut self.parser);
+        batch.with_dependent(|_, recs| {
+            for r in recs.list.iter() {
+                if r.flaws != 0 {
+                    let t = &mut self.tallies[r.input as usize];
+                    for (bit, c) in t.flaws.iter_mut().enumerate() {
+                        if r.flaws & (1 << bit) != 0 {
+                            *c += 1;
+                        }
+                    }
+                }
+            }
+        });
+        for (i, t) in self.tallies.iter_mut().enumerate() {
+            if t.records == 0 && t.flaws.iter().all(|&f| f == 0) {
+                continue;
+            }
+            let m = &self.metrics.inputs[i];
+            m.records.add(t.records);
+            m.bytes.add(t.bytes);
+            m.oversize.add(t.oversize);
+            for (k, c) in t.flaws.iter().enumerate() {
+                m.flaws[k].add(*c);
+            }
+            *t = Tally::default();
+        }
+        let st = self.metrics.stage("parse");
+        st.records.add(n);
+        st.batches.inc();
+        record_latency(&mut self.parse_hist.lock(), batch.born().elapsed(), n);
+        if let Err(e) = self.tx.send(batch) {
+            // Only when the pipeline is gone (a stage panicked): nothing can
+            // carry these records any more.
+            log::error!(
+                "pipeline closed; {} records could not be passed on",
+                e.0.len()
+            );
+            self.pool.put(e.0.into_owner());
+        }
+    }
+}
+
+struct Worker {
+    idx: usize,
+    poll: Poll,
+    udp: Vec<UdpIn>,
+    listeners: Vec<(u16, mio::net::TcpListener)>,
+    conns: Slab<Conn>,
+    incoming: Receiver<NewConn>,
+    peers: Arc<Vec<Peer>>,
+    inputs: Arc<Vec<InputRuntime>>,
+    stop: Arc<AtomicBool>,
+    scratch: Vec<u8>,
+    /// Sockets that had more to read when their budget ran out.
+    ready: Vec<Token>,
+    sink: Sink,
+    refuse_log: RateLimit,
+}
+
+enum ReadEnd {
+    /// Drained to WouldBlock.
+    Drained,
+    /// Budget spent; more may be waiting.
+    More,
+    /// Peer closed or the connection failed.
+    Closed,
+}
+
+impl Worker {
+    fn run(&mut self) -> io::Result<()> {
+        for (i, u) in self.udp.iter_mut().enumerate() {
+            self.poll
+                .registry()
+                .register(&mut u.sock, Token(UDP_BASE + i), Interest::READABLE)?;
+            // Data may have arrived between bind and register.
+            self.ready.push(Token(UDP_BASE + i));
+        }
+        for (i, (_, l)) in self.listeners.iter_mut().enumerate() {
+            self.poll
+                .registry()
+                .register(l, Token(LISTEN_BASE + i), Interest::READABLE)?;
+            self.ready.push(Token(LISTEN_BASE + i));
+        }
+        let idle_check = self.inputs.iter().any(|i| i.idle_timeout.is_some());
+        let mut last_idle_check = Instant::now();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else if idle_check {
+                Some(Duration::from_secs(1))
+            } else {
+                None
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut work: Vec<Token> = std::mem::take(&mut self.ready);
+            work.extend(events.iter().map(|e| e.token()));
+            for t in work {
+                self.handle(t, READ_BUDGET);
+            }
+            self.sink.flush();
+            if self.stop.load(Ordering::SeqCst) {
+                self.drain();
+                return Ok(());
+            }
+            if idle_check && last_idle_check.elapsed() >= Duration::from_secs(1) {
+                last_idle_check = Instant::now();
+                self.close_idle();
+            }
+        }
+    }
+
+    fn handle(&mut self, t: Token, budget: usize) {
+        match t.0 {
+            0 => self.take_incoming(),
+            n if (UDP_BASE..LISTEN_BASE).contains(&n) => {
+                if self.read_udp(n - UDP_BASE, budget) {
+                    self.ready.push(t);
+                }
+            }
+            n if (LISTEN_BASE..CONN_BASE).contains(&n) => self.accept(n - LISTEN_BASE, false),
+            n => {
+                let key = n - CONN_BASE;
+                match self.read_conn(key, budget) {
+                    ReadEnd::Drained => {}
+                    ReadEnd::More => self.ready.push(t),
+                    ReadEnd::Closed => self.close(key),
+                }
+            }
+        }
+    }
+
+    fn read_udp(&mut self, i: usize, budget: usize) -> bool {
+        let Some(u) = self.udp.get_mut(i) else {
+            return false;
+        };
+        let sink = &mut self.sink;
+        let input = u.input;
+        for _ in 0..budget {
+            let now = Timestamp::now();
+            match u.rx.recv(&u.sock, u.max, |d| {
+                sink.push(d.bytes, d.src, now, input, d.truncated)
+            }) {
+                Ok((0, _)) => return false,
+                Ok((_, drops)) => {
+                    if let Some(d) = drops {
+                        let delta = d.wrapping_sub(u.last_drops);
+                        u.last_drops = d;
+                        sink.metrics.inputs[input as usize]
+                            .kernel_drops
+                            .add(delta as u64);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!(
+                        "input \"{}\": UDP receive failed: {e}",
+                        self.inputs[input as usize].name
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn read_conn(&mut self, key: usize, budget: usize) -> ReadEnd {
+        let Some(c) = self.conns.get_mut(key) else {
+            return ReadEnd::Drained;
+        };
+        let sink = &mut self.sink;
+        let (peer, input) = (c.peer, c.input);
+        let mut end = ReadEnd::More;
+        for _ in 0..budget {
+            match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    let now = Timestamp::now();
+                    c.framer.finish_eof(&mut |f, k| {
+                        sink.push(f, peer, now, input, k == FrameKind::Truncated)
+                    });
+                    end = ReadEnd::Closed;
+                    break;
+                }
+                Ok(n) => {
+                    let now = Timestamp::now();
+                    c.last_active = Instant::now();
+                    c.framer.feed(&self.scratch[..n], &mut |f, k| {
+                        sink.push(f, peer, now, input, k == FrameKind::Truncated)
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    end = ReadEnd::Drained;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    let now = Timestamp::now();
+                    c.framer.finish_eof(&mut |f, k| {
+                        sink.push(f, peer, now, input, k == FrameKind::Truncated)
+                    });
+                    end = ReadEnd::Closed;
+                    break;
+                }
+            }
+        }
+        if c.framer.is_idle() {
+            c.framer.shrink_if_idle();
+        }
+        end
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut c) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(c.stream.tcp_mut());
+            self.sink.metrics.inputs[c.input as usize]
+                .connections
+                .add(-1);
+            self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn close_idle(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                self.inputs[c.input as usize]
+                    .idle_timeout
+                    .is_some_and(|t| now.duration_since(c.last_active) > t)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            if let Some(c) = self.conns.get(k) {
+                self.sink.metrics.inputs[c.input as usize].idle_closed.inc();
+            }
+            // Whatever it had sent is already framed; a partial frame is kept.
+            let _ = self.read_conn(k, usize::MAX);
+            if let Some(c) = self.conns.get_mut(k) {
+                let (peer, input) = (c.peer, c.input);
+                let sink = &mut self.sink;
+                let now = Timestamp::now();
+                c.framer.finish_eof(&mut |f, kind| {
+                    sink.push(f, peer, now, input, kind == FrameKind::Truncated)
+                });
+            }
+            self.close(k);
+        }
+    }
+
+    /// Accepts pending connections on listener `i`. While stopping, keeps
+    /// them here (no hand-off) so that they are drained.
+    fn accept(&mut self, i: usize, stopping: bool) {
+        loop {
+            let Some((input, l)) = self.listeners.get(i) else {
+                return;
+            };
+            let input = *input;
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    let rt = &self.inputs[input as usize];
+                    let m = &self.sink.metrics.inputs[input as usize];
+                    if !rt.allow.is_empty() && !rt.allow.contains(peer.ip()) {
+                        m.refused[refuse::NOT_ALLOWED].inc();
+                        warn_limited!(
+                            self.refuse_log,
+                            "input \"{}\": refused {peer}: not in `allow`",
+                            rt.name
+                        );
+                        continue;
+                    }
+                    if m.connections.get() >= rt.max_connections as i64 {
+                        m.refused[refuse::MAX_CONNECTIONS].inc();
+                        warn_limited!(
+                            self.refuse_log,
+                            "input \"{}\": refused {peer}: max_connections ({}) reached",
+                            rt.name,
+                            rt.max_connections
+                        );
+                        continue;
+                    }
+                    m.connections.add(1);
+                    m.connections_total.inc();
+                    let _ = stream.set_nodelay(true);
+                    self.hand_off((stream, peer, input), stopping);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.sink.metrics.inputs[input as usize].refused[refuse::ACCEPT_ERROR].inc();
+                    warn_limited!(
+                        self.refuse_log,
+                        "input {}: accept failed: {e}",
+                        self.inputs[input as usize].name
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives a new connection to the least-loaded worker.
+    fn hand_off(&mut self, nc: NewConn, keep: bool) {
+        let target = if keep {
+            self.idx
+        } else {
+            (0..self.peers.len())
+                .min_by_key(|&i| self.peers[i].load.load(Ordering::Relaxed))
+                .unwrap_or(self.idx)
+        };
+        if target != self.idx {
+            let p = &self.peers[target];
+            p.load.fetch_add(1, Ordering::Relaxed);
+            match p.tx.send(nc) {
+                Ok(()) => {
+                    let _ = p.waker.wake();
+                    return;
+                }
+                Err(e) => {
+                    // That worker has exited (shutdown): keep it here.
+                    p.load.fetch_sub(1, Ordering::Relaxed);
+                    self.register(e.0);
+                    return;
+                }
+            }
+        }
+        self.peers[self.idx].load.fetch_add(1, Ordering::Relaxed);
+        self.register(nc);
+    }
+
+    fn take_incoming(&mut self) {
+        while let Ok(nc) = self.incoming.try_recv() {
+            self.register(nc);
+        }
+    }
+
+    fn register(&mut self, (stream, peer, input): NewConn) {
+        let max = self.inputs[input as usize].max_message_bytes;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut conn = Conn {
+            stream: Stream::Plain(stream),
+            framer: Framer::new(max),
+            input,
+            peer,
+            last_active: Instant::now(),
+        };
+        if let Err(e) = self.poll.registry().register(
+            conn.stream.tcp_mut(),
+            Token(CONN_BASE + key),
+            Interest::READABLE,
+        ) {
+            log::warn!("cannot watch connection from {peer}: {e}");
+            self.sink.metrics.inputs[input as usize].connections.add(-1);
+            self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        entry.insert(conn);
+        // Bytes may be waiting already.
+        self.ready.push(Token(CONN_BASE + key));
+    }
+
+    /// Shutdown: accept what is in the backlog, stop listening, read all
+    /// that is buffered on every socket, and send the last batch.
+    fn drain(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.accept(i, true);
+        }
+        for (_, mut l) in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.take_incoming();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            match self.read_conn(k, usize::MAX) {
+                ReadEnd::Closed => self.close(k),
+                _ => {
+                    if let Some(c) = self.conns.get_mut(k) {
+                        let (peer, input) = (c.peer, c.input);
+                        let sink = &mut self.sink;
+                        let now = Timestamp::now();
+                        c.framer.finish_eof(&mut |f, kind| {
+                            sink.push(f, peer, now, input, kind == FrameKind::Truncated)
+                        });
+                    }
+                }
+            }
+        }
+        for i in 0..self.udp.len() {
+            while self.read_udp(i, READ_BUDGET) {}
+        }
+        self.sink.flush();
+    }
+}

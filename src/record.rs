@@ -1,0 +1,351 @@
+//! The parsed record: header fields and an ordered list of message fields,
+//! all borrowed from the batch that owns the bytes and the arena.
+//!
+//! Nothing here allocates on the heap: field storage comes from the batch's
+//! bumpalo arena and grows by doubling inside it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bumpalo::Bump;
+
+use crate::time::Timestamp;
+
+/// Index into the class table (`classify::ClassTable`).
+pub type ClassId = u16;
+
+/// Built-in class ids. User-defined classes get ids after these.
+pub mod class {
+    use super::ClassId;
+    pub const SYSLOG: ClassId = 0;
+    pub const JSON: ClassId = 1;
+    pub const CEF: ClassId = 2;
+    pub const WINDOWS: ClassId = 3;
+    pub const FLOWMON_ADS: ClassId = 4;
+    pub const LINUX_AUTH: ClassId = 5;
+    /// Names of the built-in classes, indexed by id.
+    pub const BUILTIN: [&str; 6] = [
+        "syslog",
+        "json",
+        "cef",
+        "windows",
+        "flowmon-ads",
+        "linux-auth",
+    ];
+}
+
+/// Why a record is marked malformed. A record may carry several.
+pub mod flaw {
+    /// No `<PRI>` at the start: PRI 13 and the receiver's time were used.
+    pub const NO_PRI: u16 = 1 << 0;
+    /// The header did not parse completely; the rest became the message.
+    pub const BAD_HEADER: u16 = 1 << 1;
+    /// RFC 5424 structured data was malformed.
+    pub const BAD_SD: u16 = 1 << 2;
+    /// The message looked like JSON but did not parse.
+    pub const BAD_JSON: u16 = 1 << 3;
+    /// The frame was longer than `max_message_bytes` and was cut.
+    pub const TRUNCATED: u16 = 1 << 4;
+    /// The timestamp was missing or unreadable; the receiver's time was used.
+    pub const BAD_TIMESTAMP: u16 = 1 << 5;
+    /// CEF header or extension was malformed.
+    pub const BAD_CEF: u16 = 1 << 6;
+
+    /// Names used in metrics labels and in `meta.flaws`, by bit position.
+    pub const NAMES: [&str; 7] = [
+        "no_pri",
+        "bad_header",
+        "bad_sd",
+        "bad_json",
+        "truncated",
+        "bad_timestamp",
+        "bad_cef",
+    ];
+}
+
+/// Which syntax the header was read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Syntax {
+    #[default]
+    None,
+    Rfc5424,
+    Rfc3164,
+}
+
+/// One `key = value` pair of the message. Keys are normalised
+/// (`[a-z0-9_-]`), values are the bytes as received or unescaped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// The message fields of one record, in arrival order, stored in the arena.
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    slots: &'a mut [Field<'a>],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// Room for `cap` fields in `bump`.
+    pub fn with_capacity(bump: &'a Bump, cap: usize) -> Fields<'a> {
+        Fields {
+            slots: bump.alloc_slice_fill_copy(cap, Field::default()),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[Field<'a>] {
+        &self.slots[..self.len]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [Field<'a>] {
+        &mut self.slots[..self.len]
+    }
+
+    /// Appends a field, growing inside the arena when full.
+    pub fn push(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
+        if self.len == self.slots.len() {
+            let cap = (self.slots.len() * 2).max(8);
+            let new = bump.alloc_slice_fill_copy(cap, Field::default());
+            new[..self.len].copy_from_slice(&self.slots[..self.len]);
+            self.slots = new;
+        }
+        self.slots[self.len] = Field { key, value };
+        self.len += 1;
+    }
+
+    /// Makes room for `additional` more fields without further growth.
+    pub fn reserve(&mut self, bump: &'a Bump, additional: usize) {
+        let need = self.len + additional;
+        if need > self.slots.len() {
+            let new = bump.alloc_slice_fill_copy(need, Field::default());
+            new[..self.len].copy_from_slice(&self.slots[..self.len]);
+            self.slots = new;
+        }
+    }
+
+    /// Sets `key` to `value`: replaces the first field with that key, or
+    /// appends one.
+    pub fn set(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
+        if let Some(f) = self.slots[..self.len].iter_mut().find(|f| f.key == key) {
+            f.value = value;
+        } else {
+            self.push(bump, key, value);
+        }
+    }
+
+    /// The value of the first field named `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
+        self.slots[..self.len]
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| f.value)
+    }
+
+    /// Moves the field named `key` (if present) to position `pos`, shifting
+    /// the ones between; returns whether it was found.
+    pub fn move_to(&mut self, key: &[u8], pos: usize) -> bool {
+        let Some(i) = self.slots[..self.len].iter().position(|f| f.key == key) else {
+            return false;
+        };
+        if pos < i {
+            self.slots[pos..=i].rotate_right(1);
+        }
+        true
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// One received message after parsing.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// The frame exactly as received (without framing).
+    pub raw: &'a [u8],
+    /// The MSG part: after the header, BOM removed. For a message without a
+    /// header, the whole frame.
+    pub msg: &'a [u8],
+    /// When the receiving worker read it.
+    pub received: Timestamp,
+    /// The time the message carries, or `received` when it has none.
+    pub timestamp: Timestamp,
+    /// Sender's address.
+    pub src: SocketAddr,
+    /// Index of the input (config order).
+    pub input: u16,
+    /// PRI: facility * 8 + severity.
+    pub pri: u8,
+    pub syntax: Syntax,
+    pub host: &'a [u8],
+    pub app: &'a [u8],
+    pub procid: &'a [u8],
+    pub msgid: &'a [u8],
+    pub class: ClassId,
+    /// `flaw::*` bits.
+    pub flaws: u16,
+    /// The message fields came from a JSON object.
+    pub json: bool,
+    pub fields: Fields<'a>,
+}
+
+impl<'a> Record<'a> {
+    /// An empty record for `raw`, before parsing.
+    pub fn new(raw: &'a [u8], received: Timestamp, src: SocketAddr, input: u16) -> Record<'a> {
+        Record {
+            raw,
+            msg: raw,
+            received,
+            timestamp: received,
+            src,
+            input,
+            pri: 13,
+            syntax: Syntax::None,
+            host: b"",
+            app: b"",
+            procid: b"",
+            msgid: b"",
+            class: class::SYSLOG,
+            flaws: 0,
+            json: false,
+            fields: Fields::default(),
+        }
+    }
+
+    pub fn facility(&self) -> u8 {
+        self.pri >> 3
+    }
+
+    pub fn severity(&self) -> u8 {
+        self.pri & 7
+    }
+}
+
+/// Placeholder address for records built outside a socket (tests, benches).
+pub const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Facility names (RFC 5424 table 1), as rsyslog and Vector spell them.
+pub const FACILITY_NAMES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+/// Severity names (RFC 5424 table 2).
+pub const SEVERITY_NAMES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// Normalises a field name to `[a-z0-9_-]`: ASCII letters lowercased, any
+/// other byte mapped to `_`. Borrows `key` when it is already normal.
+pub fn normalize_key<'a>(bump: &'a Bump, key: &'a [u8]) -> &'a [u8] {
+    if key.iter().all(|&b| is_key_byte(b)) {
+        return key;
+    }
+    let out = bump.alloc_slice_copy(key);
+    for b in out.iter_mut() {
+        *b = normal_key_byte(*b);
+    }
+    out
+}
+
+/// Like [`normalize_key`] with a prefix joined by `_` (nested JSON objects,
+/// structured data).
+pub fn normalize_key_prefixed<'a>(bump: &'a Bump, prefix: &[u8], key: &[u8]) -> &'a [u8] {
+    if prefix.is_empty() {
+        let out = bump.alloc_slice_copy(key);
+        for b in out.iter_mut() {
+            *b = normal_key_byte(*b);
+        }
+        return out;
+    }
+    let out = bump.alloc_slice_fill_copy(prefix.len() + 1 + key.len(), b'_');
+    out[..prefix.len()].copy_from_slice(prefix);
+    out[prefix.len() + 1..].copy_from_slice(key);
+    for b in out.iter_mut() {
+        *b = normal_key_byte(*b);
+    }
+    out
+}
+
+#[inline]
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+}
+
+#[inline]
+fn normal_key_byte(b: u8) -> u8 {
+    if is_key_byte(b) {
+        b
+    } else if b.is_ascii_uppercase() {
+        b.to_ascii_lowercase()
+    } else {
+        b'_'
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camel_case_keys_are_lowercased_and_others_mapped() {
+        let bump = Bump::new();
+        assert_eq!(normalize_key(&bump, b"TargetUserName"), b"targetusername");
+        assert_eq!(normalize_key(&bump, b"a.b c@d"), b"a_b_c_d");
+        assert_eq!(normalize_key(&bump, b"ok_key-1"), b"ok_key-1");
+        assert_eq!(
+            normalize_key_prefixed(&bump, b"exampleSDID@32473", b"eventID"),
+            b"examplesdid_32473_eventid"
+        );
+    }
+
+    #[test]
+    fn fields_grow_in_the_arena_and_keep_order() {
+        let bump = Bump::new();
+        let mut f = Fields::with_capacity(&bump, 1);
+        for i in 0..20u8 {
+            let k = bump.alloc_slice_copy(&[b'a' + i]);
+            f.push(&bump, k, b"v");
+        }
+        assert_eq!(f.len(), 20);
+        assert_eq!(f.as_slice()[19].key, b"t");
+        f.set(&bump, b"c", b"new");
+        assert_eq!(f.get(b"c"), Some(&b"new"[..]));
+        assert!(f.move_to(b"c", 0));
+        assert_eq!(f.as_slice()[0].key, b"c");
+        assert_eq!(f.as_slice()[1].key, b"a");
+        assert_eq!(f.as_slice()[3].key, b"d");
+    }
+}

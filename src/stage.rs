@@ -1,0 +1,81 @@
+//! The middle stages' threads: classify and enrich.
+//!
+//! Each receives batches on a bounded channel, applies its per-record work
+//! in place (new values go into the batch arena) and sends the batch on,
+//! blocking while the next queue is full. When its input channel closes
+//! (shutdown), it has passed on everything and exits, closing its output.
+
+use std::thread::JoinHandle;
+
+use bumpalo::Bump;
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::batch::Batch;
+use crate::metrics::{StageMetrics, record as record_latency};
+use crate::record::Record;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+
+/// Per-record work of a stage.
+pub trait StageWork: Send + 'static {
+    fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>);
+}
+
+impl StageWork for crate::classify::Classifier {
+    fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+        crate::classify::Classifier::apply(self, bump, rec)
+    }
+}
+
+impl StageWork for crate::enrich::Enricher {
+    fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+        crate::enrich::Enricher::apply(self, bump, rec)
+    }
+}
+
+/// Something a stage can swap its work for (live reload).
+pub type Swap<W> = Receiver<W>;
+
+/// Runs `work` over every batch from `rx`, sending each on to `tx`.
+/// Between batches, a new `work` from `swap` replaces the old one.
+pub fn spawn<W: StageWork>(
+    name: &'static str,
+    mut work: W,
+    swap: Option<Swap<W>>,
+    rx: Receiver<Batch>,
+    tx: Sender<Batch>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let m: &StageMetrics = metrics.stage(name);
+            let hist = m.latency.local();
+            for mut batch in rx.iter() {
+                if let Some(s) = &swap
+                    && let Some(w) = s.try_iter().last()
+                {
+                    work = w;
+                }
+                process(&mut work, &mut batch);
+                let n = batch.len() as u64;
+                m.records.add(n);
+                m.batches.inc();
+                record_latency(&mut hist.lock(), batch.born().elapsed(), n);
+                if tx.send(batch).is_err() {
+                    log::error!("stage {name}: next stage is gone");
+                    return;
+                }
+            }
+        })
+}
+
+/// Applies a stage's work to every record of a batch.
+pub fn process<W: StageWork + ?Sized>(work: &mut W, batch: &mut Batch) {
+    batch.with_dependent_mut(|owner, recs| {
+        for r in recs.list.iter_mut() {
+            work.apply(&owner.bump, r);
+        }
+    });
+}
