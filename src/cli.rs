@@ -33,6 +33,12 @@ pub enum Command {
     },
     /// Print the embedded default config.
     DefaultConfig,
+    /// Send realistic, stamped syslog traffic (load testing; see `sluice
+    /// sink` for the receiving side).
+    Load(crate::load::LoadArgs),
+    /// Receive what a pipeline forwards and report throughput, loss,
+    /// duplicates and end-to-end latency of `sluice load` traffic.
+    Sink(crate::load::SinkArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -56,6 +62,8 @@ pub fn main() -> ExitCode {
             print!("{}", config::DEFAULT_CONFIG);
             ExitCode::SUCCESS
         }
+        Command::Load(args) => crate::load::load_main(args),
+        Command::Sink(args) => crate::load::sink_main(args),
     }
 }
 

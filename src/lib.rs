@@ -16,6 +16,7 @@ pub mod enrich;
 pub mod forward;
 pub mod frame;
 pub mod identity;
+pub mod load;
 pub mod logging;
 pub mod matcher;
 pub mod metrics;
