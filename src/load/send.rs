@@ -163,17 +163,15 @@ fn send_datagrams(
     let mut iov: [libc::iovec; UDP_BATCH] = unsafe { std::mem::zeroed() };
     let mut hdr: [libc::mmsghdr; UDP_BATCH] = unsafe { std::mem::zeroed() };
     let mut bytes = 0;
-    for k in 0..n {
+    for (k, (v, h)) in iov.iter_mut().zip(hdr.iter_mut()).take(n).enumerate() {
         let d = ring.datagram(i + k);
         bytes += d.len();
-        iov[k] = libc::iovec {
+        *v = libc::iovec {
             iov_base: d.as_ptr() as *mut libc::c_void,
             iov_len: d.len(),
         };
-    }
-    for k in 0..n {
-        hdr[k].msg_hdr.msg_iov = &mut iov[k];
-        hdr[k].msg_hdr.msg_iovlen = 1;
+        h.msg_hdr.msg_iov = v;
+        h.msg_hdr.msg_iovlen = 1;
     }
     let mut done = 0;
     while done < n {
