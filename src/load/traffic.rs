@@ -278,12 +278,16 @@ pub fn render(
     }
 }
 
-/// A stream's last message: plain RFC 5424 text with a fin stamp.
+/// A stream's last message, with a fin stamp: RFC 5424 with a small JSON
+/// MSG, so that pipelines that only pass JSON (a `json-parser` that drops
+/// what fails) still forward it.
 pub fn render_fin(now: Timestamp, run: u32, stream: u32, streams: u32) -> Rendered {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"<13>1 ");
     now.write_rfc3339(&mut out);
-    out.extend_from_slice(b" loadgen sluice-load - - - end of load stream loadstamp=");
+    out.extend_from_slice(
+        b" loadgen sluice-load - - - {\"message\":\"end of load stream\",\"loadstamp\":\"",
+    );
     let stamp_at = out.len();
     stamp::write_value(
         &mut out,
@@ -295,6 +299,7 @@ pub fn render_fin(now: Timestamp, run: u32, stream: u32, streams: u32) -> Render
             fin_streams: Some(streams),
         },
     );
+    out.extend_from_slice(b"\"}");
     Rendered {
         bytes: out,
         stamp_at,
