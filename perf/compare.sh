@@ -87,6 +87,12 @@ else
   OLD_RMEM=""
 fi
 
+# The load generator and the sink run at a higher priority, so that on a
+# small machine they are not what limits a test or loses datagrams: the
+# systems under test get what CPU is left, the same for each.
+NICE="nice -n -10"
+$NICE true 2>/dev/null || NICE=""
+
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -212,7 +218,7 @@ peak_rss_kib() {
   awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
-echo "workload,system,round,offered_rate,sent,received,lost,loss_pct,records_per_sec,seconds,p50_ms,p99_ms,max_ms,rss_kib,complete" >"$RESULTS"
+echo "workload,system,round,offered_rate,sent_rate,sent,received,lost,loss_pct,records_per_sec,seconds,p50_ms,p99_ms,max_ms,rss_kib,complete" >"$RESULTS"
 
 # run WORKLOAD SYSTEM ROUND LOAD_ARGS...
 run() {
@@ -224,7 +230,7 @@ run() {
   sink_port=$(free_port)
   in_port=$(free_port)
   case $workload in c-*) idle=3s ;; esac
-  "$SLUICE" sink --tcp "127.0.0.1:$sink_port" --json --quiet --idle "$idle" >"$dir/sink.json" 2>"$dir/sink.log" &
+  $NICE "$SLUICE" sink --tcp "127.0.0.1:$sink_port" --json --quiet --idle "$idle" >"$dir/sink.json" 2>"$dir/sink.log" &
   local sink_pid=$!
   PIDS+=("$sink_pid")
   wait_port tcp "$sink_port"
@@ -240,7 +246,7 @@ run() {
   fi
   local proto=--tcp
   case $workload in c-*) proto=--udp ;; esac
-  "$SLUICE" load "$proto" "127.0.0.1:$in_port" --mix perf --json --quiet "$@" >"$dir/load.json" 2>"$dir/load.log" || {
+  $NICE "$SLUICE" load "$proto" "127.0.0.1:$in_port" --mix perf --json --quiet "$@" >"$dir/load.json" 2>"$dir/load.log" || {
     log "$workload/$system: sluice load failed: $(tail -3 "$dir/load.log")"
   }
   # The sink stops once every record arrived, or when idle.
@@ -254,8 +260,14 @@ run() {
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
-    perf report -i "$WORK/sluice.perf.data" --no-children --percent-limit 0.7 --stdio 2>/dev/null \
-      | grep -E '^ +[0-9]' >"$ROOT/perf/sluice-perf.txt" || true
+    {
+      echo "# perf record -g of sluice during workload (a), round 1 ($(git rev-parse --short HEAD))"
+      echo "# CPU samples by thread:"
+      perf report -i "$WORK/sluice.perf.data" --no-children -g none --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]'
+      echo "# hottest functions (thread, object, symbol):"
+      perf report -i "$WORK/sluice.perf.data" --no-children -g none --percent-limit 0.7 --stdio 2>/dev/null \
+        | grep -E '^ +[0-9]'
+    } >"$ROOT/perf/sluice-perf.txt" || true
   fi
   local rss
   rss=$(peak_rss_kib "${SYS_PIDS[0]}")
@@ -277,7 +289,8 @@ sent, got = load["sent"], sink["unique"]
 lost = max(sent - got, 0)
 lat = sink["latency_ms"]
 print(",".join(str(x) for x in [
-    workload, system, rnd, int(load.get("rate", 0)), sent, got, lost,
+    workload, system, rnd, int(load.get("rate", 0)), round(load.get("records_per_sec", 0)),
+    sent, got, lost,
     round(100.0 * lost / sent, 3) if sent else 0,
     round(sink["e2e_records_per_sec"]), round(sink["e2e_seconds"], 3),
     lat["p50"], lat["p99"], lat["max"], rss, str(sink["complete"]).lower()]))
@@ -287,6 +300,7 @@ EOF
   log "$row"
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); systems: $SYSTEMS"
 for round in $(seq 1 "$ROUNDS"); do
   for s in $SYSTEMS; do run a "$s" "$round" --count "$RECORDS"; done
@@ -310,4 +324,5 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml 2>
   --syslog-ng "$(syslog-ng --version 2>/dev/null | head -1 | awk '{print $3}' | tr -d '()')" \
   --socat "$(socat -V 2>/dev/null | awk '/socat version/ {print $3}')" \
   --records "$RECORDS" --rounds "$ROUNDS" --conns "$CONNS" --lat-rate "$LAT_RATE" \
+  --loadavg "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)" \
   --json "$ROOT/perf/results.json" --png "$ROOT/perf/results.png"
