@@ -173,6 +173,7 @@ fn tls_input_accepts_octet_counted_messages_from_openssl() {
     let mut c = s_client(s.addr("tls"), pki.path(), &[], &data);
     let recs = wait_records(&s.path("out.ndjson"), 2, Duration::from_secs(15));
     let _ = c.kill();
+    let _ = c.wait();
     assert_eq!(recs.len(), 2, "{}", s.log_text());
     assert_eq!(msg(&recs[0], "message"), Some("over tls one"));
     assert_eq!(msg(&recs[1], "message"), Some("over tls two"));
@@ -204,7 +205,9 @@ fn with_client_auth_only_clients_with_a_certificate_from_the_ca_get_in() {
         s.scrape()
     );
     let _ = anon.kill();
+    let _ = anon.wait();
     let _ = rogue.kill();
+    let _ = rogue.wait();
     let mut good = s_client(
         addr,
         pki.path(),
@@ -213,6 +216,7 @@ fn with_client_auth_only_clients_with_a_certificate_from_the_ca_get_in() {
     );
     let recs = wait_records(&s.path("out.ndjson"), 1, Duration::from_secs(15));
     let _ = good.kill();
+    let _ = good.wait();
     std::thread::sleep(Duration::from_millis(200));
     let recs2 = read_ndjson(&s.path("out.ndjson"));
     assert_eq!(recs.len(), 1);
@@ -283,6 +287,7 @@ format = "v2"
         String::from_utf8_lossy(&got.lock().unwrap()).contains("secret 49")
     });
     let _ = server.kill();
+    let _ = server.wait();
     assert!(
         done,
         "s_server got: {}",
