@@ -142,19 +142,11 @@ pub struct StageMetrics {
 }
 
 /// Why an output did not deliver a record it matched.
-pub const DROP_REASONS: [&str; 5] = [
-    "queue_full",
-    "shutdown",
-    "encode_error",
-    "disk_full",
-    "send_error",
-];
+pub const DROP_REASONS: [&str; 3] = ["queue_full", "shutdown", "send_error"];
 pub mod drop_reason {
     pub const QUEUE_FULL: usize = 0;
     pub const SHUTDOWN: usize = 1;
-    pub const ENCODE_ERROR: usize = 2;
-    pub const DISK_FULL: usize = 3;
-    pub const SEND_ERROR: usize = 4;
+    pub const SEND_ERROR: usize = 2;
 }
 
 /// Per output.
@@ -171,6 +163,8 @@ pub struct OutputMetrics {
     pub connected: Gauge,
     pub disk_queue_bytes: Gauge,
     pub disk_queue_records: Gauge,
+    /// Writes that waited because the disk queue was at its limit.
+    pub disk_queue_full: Counter,
     /// Receive → written to the output.
     pub latency: Latency,
 }
@@ -480,6 +474,17 @@ impl Metrics {
                 "sluice_output_disk_queue_records",
                 &[("output", &o.name)],
                 o.disk_queue_records.get() as f64,
+            );
+        }
+        r.counter(
+            "sluice_output_disk_queue_full_total",
+            "Times an output waited because its disk queue was at disk_queue_max.",
+        );
+        for o in outs {
+            r.sample(
+                "sluice_output_disk_queue_full_total",
+                &[("output", &o.name)],
+                o.disk_queue_full.get() as f64,
             );
         }
         r.histogram_head(
