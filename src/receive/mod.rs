@@ -501,10 +501,15 @@ impl Worker {
         };
         let sink = &mut self.sink;
         let input = u.input;
+        let allow = &self.inputs[input as usize].allow;
         for _ in 0..budget {
             let now = Timestamp::now();
             match u.rx.recv(&u.sock, u.max, |d| {
-                sink.push(d.bytes, d.src, now, input, d.truncated)
+                if allow.is_empty() || allow.contains(d.src.ip()) {
+                    sink.push(d.bytes, d.src, now, input, d.truncated)
+                } else {
+                    sink.metrics.inputs[input as usize].refused[refuse::NOT_ALLOWED].inc();
+                }
             }) {
                 Ok((0, _)) => return false,
                 Ok((_, drops)) => {
