@@ -24,7 +24,10 @@ fn trailer_body() -> impl Strategy<Value = Vec<u8>> {
     // is taken as part of CR LF.
     (
         prop::sample::select(b"<abcXYZ {[-_".to_vec()),
-        prop::collection::vec(any::<u8>().prop_filter("no LF/NUL", |b| *b != b'\n' && *b != 0), 0..300),
+        prop::collection::vec(
+            any::<u8>().prop_filter("no LF/NUL", |b| *b != b'\n' && *b != 0),
+            0..300,
+        ),
     )
         .prop_map(|(first, mut rest)| {
             while rest.last() == Some(&b'\r') {
@@ -39,7 +42,10 @@ fn trailer_body() -> impl Strategy<Value = Vec<u8>> {
 fn framed() -> impl Strategy<Value = Framed> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 1..400).prop_map(Framed::Octet),
-        (trailer_body(), prop::sample::select(vec![&b"\n"[..], b"\r\n", b"\0"]))
+        (
+            trailer_body(),
+            prop::sample::select(vec![&b"\n"[..], b"\r\n", b"\0"])
+        )
             .prop_map(|(b, t)| Framed::Trailer(b, t)),
     ]
 }

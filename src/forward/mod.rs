@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::batch::{Batch, Pool, SharedBatch};
 use crate::config::{OutputConfig, OutputType, Transport, WhenFull};
-use crate::encode::{Encoder, Format, Framing, Names};
+use crate::encode::{Encoder, Format, Framing, SharedNames};
 use crate::matcher::Matcher;
 use crate::metrics::{Metrics, OutputMetrics, drop_reason, record as record_latency};
 use disk_queue::{Journal, Reader};
@@ -36,12 +36,13 @@ const WRITE_AT: usize = 256 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The dispatcher's view of one output.
+#[derive(Clone)]
 pub struct OutputHandle {
     pub name: String,
     pub when_full: WhenFull,
     pub matcher: Arc<Matcher>,
     pub tx: Sender<Arc<SharedBatch>>,
-    pub index: usize,
+    pub metrics: Arc<OutputMetrics>,
 }
 
 /// A started output: its handle and its thread.
@@ -53,13 +54,13 @@ pub struct StartedOutput {
 /// Builds the sink, encoder and thread of one output.
 pub fn start_output(
     cfg: &OutputConfig,
-    index: usize,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
+    om: Arc<OutputMetrics>,
+    names: SharedNames,
     shutdown_timeout: Duration,
+    gate: Option<Receiver<Option<JoinHandle<()>>>>,
 ) -> anyhow::Result<StartedOutput> {
     let matcher = Arc::new(
-        Matcher::compile(&cfg.matches, &names)
+        Matcher::compile(&cfg.matches, &names.load())
             .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?,
     );
     let (sink, encoder): (Box<dyn Sink>, Encoder) = match cfg.kind {
@@ -133,81 +134,112 @@ pub fn start_output(
     let delivery = Delivery {
         name: cfg.name.clone(),
         sink,
-        metrics: metrics.clone(),
-        index,
+        m: om.clone(),
     };
-    let journal = if cfg.when_full == WhenFull::Disk {
-        let dir = cfg
-            .disk_queue_path
-            .clone()
-            .unwrap_or_else(|| default_queue_dir(&cfg.name));
-        let (j, rec) = Journal::open(&dir, cfg.disk_queue_max.0).map_err(|e| {
-            anyhow::anyhow!("output \"{}\": disk queue {}: {e}", cfg.name, dir.display())
-        })?;
-        if rec.records > 0 || rec.torn_bytes > 0 {
-            log::info!(
-                "output \"{}\": disk queue {} holds {} records from the last run{}",
-                cfg.name,
-                dir.display(),
-                rec.records,
-                if rec.torn_bytes > 0 {
-                    format!("; cut a torn tail of {} bytes", rec.torn_bytes)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        let m = &metrics.outputs[index];
-        m.disk_queue_records.set(rec.records as i64);
-        m.disk_queue_bytes.set(rec.bytes as i64);
-        Some(Arc::new(j))
-    } else {
-        None
+    let disk = (cfg.when_full == WhenFull::Disk).then(|| {
+        (
+            cfg.disk_queue_path
+                .clone()
+                .unwrap_or_else(|| default_queue_dir(&cfg.name)),
+            cfg.disk_queue_max.0,
+        )
+    });
+    // At start-up the journal opens here, so that an error stops start-up;
+    // a reloaded output opens it after its predecessor has closed it.
+    let mut journal = match (&disk, &gate) {
+        (Some((dir, max)), None) => Some(open_journal(&cfg.name, dir, *max, &om)?),
+        _ => None,
     };
     let mut out = OutputLoop {
         name: cfg.name.clone(),
         rx,
         delivery: None,
-        journal: journal.clone(),
+        journal: None,
         encoder,
         matcher: matcher.clone(),
         names,
-        metrics: metrics.clone(),
-        index,
+        m: om.clone(),
         buf: Vec::with_capacity(WRITE_AT + 64 * 1024),
         ends: Vec::with_capacity(4096),
         born: Vec::with_capacity(64),
         shutdown_timeout,
     };
-    let thread = match journal {
-        None => {
-            out.delivery = Some(delivery);
-            std::thread::Builder::new()
-                .name(format!("out-{}", cfg.name))
-                .spawn(move || out.run())?
-        }
-        Some(j) => {
-            let replay = std::thread::Builder::new()
-                .name(format!("dq-{}", cfg.name))
-                .spawn(move || replay_journal(delivery, j, shutdown_timeout))?;
-            std::thread::Builder::new()
-                .name(format!("out-{}", cfg.name))
-                .spawn(move || {
+    let name = cfg.name.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("out-{}", cfg.name))
+        .spawn(move || {
+            // A reloaded output waits for the one it replaces to finish its
+            // queue, so that records are written once, in order.
+            if let Some(g) = gate {
+                match g.recv() {
+                    Ok(Some(p)) => {
+                        let _ = p.join();
+                    }
+                    Ok(None) => {}
+                    Err(_) => return, // the reload was abandoned
+                }
+            }
+            if let (None, Some((dir, max))) = (&journal, &disk) {
+                match open_journal(&name, dir, *max, &out.m) {
+                    Ok(j) => journal = Some(j),
+                    Err(e) => {
+                        log::error!("{e}; output \"{name}\" falls back to its memory queue");
+                    }
+                }
+            }
+            match journal {
+                None => {
+                    out.delivery = Some(delivery);
                     out.run();
-                    let _ = replay.join();
-                })?
-        }
-    };
+                }
+                Some(j) => {
+                    out.journal = Some(j.clone());
+                    let replay = std::thread::Builder::new()
+                        .name(format!("dq-{name}"))
+                        .spawn(move || replay_journal(delivery, j, shutdown_timeout));
+                    out.run();
+                    if let Ok(r) = replay {
+                        let _ = r.join();
+                    }
+                }
+            }
+        })?;
     Ok(StartedOutput {
         handle: OutputHandle {
             name: cfg.name.clone(),
             when_full: cfg.when_full,
             matcher,
             tx,
-            index,
+            metrics: om,
         },
         thread,
     })
+}
+
+/// Opens (recovering) an output's disk queue.
+fn open_journal(
+    name: &str,
+    dir: &std::path::Path,
+    max: u64,
+    om: &OutputMetrics,
+) -> anyhow::Result<Arc<Journal>> {
+    let (j, rec) = Journal::open(dir, max)
+        .map_err(|e| anyhow::anyhow!("output \"{name}\": disk queue {}: {e}", dir.display()))?;
+    if rec.records > 0 || rec.torn_bytes > 0 {
+        log::info!(
+            "output \"{name}\": disk queue {} holds {} records from the last run{}",
+            dir.display(),
+            rec.records,
+            if rec.torn_bytes > 0 {
+                format!("; cut a torn tail of {} bytes", rec.torn_bytes)
+            } else {
+                String::new()
+            }
+        );
+    }
+    om.disk_queue_records.set(rec.records as i64);
+    om.disk_queue_bytes.set(rec.bytes as i64);
+    Ok(Arc::new(j))
 }
 
 /// Where an output's disk queue lives when `disk_queue_path` is not set:
@@ -232,13 +264,12 @@ enum Shortfall {
 struct Delivery {
     name: String,
     sink: Box<dyn Sink>,
-    metrics: Arc<Metrics>,
-    index: usize,
+    m: Arc<OutputMetrics>,
 }
 
 impl Delivery {
     fn m(&self) -> &OutputMetrics {
-        &self.metrics.outputs[self.index]
+        &self.m
     }
 
     /// Writes `buf` (records ending at `ends`) until done, or until the
@@ -371,9 +402,8 @@ struct OutputLoop {
     journal: Option<Arc<Journal>>,
     encoder: Encoder,
     matcher: Arc<Matcher>,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
-    index: usize,
+    names: SharedNames,
+    m: Arc<OutputMetrics>,
     buf: Vec<u8>,
     /// End offset of each record in `buf`.
     ends: Vec<usize>,
@@ -384,7 +414,7 @@ struct OutputLoop {
 
 impl OutputLoop {
     fn m(&self) -> &OutputMetrics {
-        &self.metrics.outputs[self.index]
+        &self.m
     }
 
     fn run(&mut self) {
@@ -440,9 +470,10 @@ impl OutputLoop {
 
     fn encode(&mut self, b: &SharedBatch) {
         let mut n = 0u64;
+        let names = self.names.load();
         let (enc, names, matcher, buf, ends) = (
             &mut self.encoder,
-            &*self.names,
+            &**names,
             &*self.matcher,
             &mut self.buf,
             &mut self.ends,
@@ -480,7 +511,7 @@ impl OutputLoop {
                             );
                             warned = true;
                         }
-                        self.metrics.outputs[self.index].disk_queue_full.inc();
+                        self.m.disk_queue_full.inc();
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     Err(e) => {
@@ -493,7 +524,7 @@ impl OutputLoop {
                 }
             }
             let (r, b) = j.pending();
-            let m = &self.metrics.outputs[self.index];
+            let m = &self.m;
             m.disk_queue_records.set(r as i64);
             m.disk_queue_bytes.set(b as i64);
         } else if let Some(d) = &mut self.delivery {
@@ -532,10 +563,25 @@ impl Dispatcher {
         let mut outputs = self.outputs;
         let m = self.metrics.stage("forward");
         let hist = m.latency.local();
-        for batch in rx.iter() {
-            if let Some(s) = &swap
-                && let Some(o) = s.try_iter().last()
-            {
+        let mut swap = swap.unwrap_or_else(crossbeam_channel::never);
+        loop {
+            // A new output list applies at once (so replaced outputs see
+            // their queue close), and always between batches.
+            let batch = crossbeam_channel::select! {
+                recv(swap) -> o => {
+                    match o {
+                        Ok(o) => outputs = o,
+                        // The pipeline is shutting down: no more lists.
+                        Err(_) => swap = crossbeam_channel::never(),
+                    }
+                    continue;
+                }
+                recv(rx) -> b => match b {
+                    Ok(b) => b,
+                    Err(_) => break,
+                },
+            };
+            if let Some(o) = swap.try_iter().last() {
                 outputs = o;
             }
             let n = batch.len() as u64;
@@ -547,7 +593,7 @@ impl Dispatcher {
                 if !any {
                     continue;
                 }
-                let om = &self.metrics.outputs[o.index];
+                let om = &o.metrics;
                 match o.when_full {
                     WhenFull::Block | WhenFull::Disk => {
                         if o.tx.send(shared.clone()).is_err() {
