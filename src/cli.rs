@@ -92,7 +92,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let pipeline = match Pipeline::start(&cfg) {
+    let mut pipeline = match Pipeline::start(&cfg) {
         Ok(p) => p,
         Err(e) => {
             log::error!("{e:#}");
@@ -108,9 +108,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     log::info!("ready");
     for sig in signals.forever() {
         match sig {
-            signal_hook::consts::SIGHUP => {
-                log::warn!("SIGHUP: live reload is not built yet; config unchanged");
-            }
+            signal_hook::consts::SIGHUP => reload(&mut pipeline, path.as_deref()),
             _ => {
                 log::info!("signal {sig}: stopping; draining queues");
                 break;
@@ -120,4 +118,47 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     pipeline.shutdown();
     log::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: re-reads the config file and applies it; a config that does not
+/// check, or cannot be applied, changes nothing and is reported.
+fn reload(pipeline: &mut Pipeline, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        log::info!("SIGHUP: running on the embedded default config; nothing to reload");
+        return;
+    };
+    log::info!("SIGHUP: reloading {}", path.display());
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            pipeline.metrics.config_reload_failures.inc();
+            for line in e.to_string().lines() {
+                log::error!("reload refused: {line}");
+            }
+            log::error!(
+                "reload refused: {} problem(s); the running config stays",
+                e.errors.len()
+            );
+            return;
+        }
+    };
+    match pipeline.reload(&new) {
+        Ok(r) => {
+            for s in &r.restart_needed {
+                log::warn!("reload: changes to {s} need a restart and were not applied");
+            }
+            log::info!(
+                "reloaded: inputs +{:?} -{:?}, outputs +{:?} ~{:?} -{:?}",
+                r.inputs_added,
+                r.inputs_removed,
+                r.outputs_added,
+                r.outputs_changed,
+                r.outputs_removed
+            );
+        }
+        Err(e) => {
+            pipeline.metrics.config_reload_failures.inc();
+            log::error!("reload refused: {e:#}; the running config stays");
+        }
+    }
 }
