@@ -224,24 +224,29 @@ fn udp_load_counts_agree_between_sender_sluice_and_sink() {
     assert!(n > 5_000, "{sent:#}");
     let got = sink.report(Duration::from_secs(60));
 
+    // The output counts a write once it returned; give it a moment.
+    let records = u(&got["records"]);
+    wait_until(Duration::from_secs(5), || {
+        s.metric("sluice_output_sent_total{output=\"fwd\"}") as u64 >= records
+    });
     let received = s.metric("sluice_input_records_total{input=\"udp\"}") as u64;
     let kernel =
         s.metric("sluice_input_dropped_total{input=\"udp\",reason=\"kernel_buffer\"}") as u64;
     let forwarded = s.metric("sluice_output_sent_total{output=\"fwd\"}") as u64;
-    assert_eq!(
-        received + kernel,
-        n,
-        "every datagram sent is received or counted lost"
-    );
     assert_eq!(forwarded, received);
-    assert_eq!(u(&got["records"]), forwarded, "{got:#}");
+    assert_eq!(records, forwarded, "{got:#}");
     assert_eq!(u(&got["unique"]), forwarded);
     assert_eq!(u(&got["duplicates"]), 0);
-    // What the sink misses is exactly what sluice says the kernel dropped
-    // (unless the fin was among them: then the sink cannot see tail loss).
     if u(&got["runs"][0]["fins"]) == 1 {
+        // The last datagram arrived, so every drop before it was reported
+        // with a later datagram (SO_RXQ_OVFL): every datagram sent was
+        // received or counted lost, and what the sink misses is exactly
+        // what sluice says the kernel dropped.
+        assert_eq!(received + kernel, n);
         assert_eq!(u(&got["runs"][0]["expected"]), n);
         assert_eq!(u(&got["lost"]), kernel);
+    } else {
+        assert!(received + kernel <= n);
     }
     assert!(s.stop().success());
 }
