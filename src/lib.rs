@@ -5,7 +5,8 @@
 //! [`record::Record`] in a [`batch::Batch`]) → [`classify`] → [`enrich`] →
 //! [`forward`] (dispatcher, per-output queues, [`encode`] and sinks).
 //! [`pipeline`] wires them; [`config`] checks the TOML that drives them;
-//! [`metrics`] counts everything.
+//! [`metrics`] counts everything; [`top`] watches it from a terminal and
+//! [`notify`] tells systemd how the service is doing.
 
 pub mod batch;
 pub mod classify;
@@ -20,9 +21,11 @@ pub mod logging;
 pub mod matcher;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod receive;
 pub mod record;
 pub mod stage;
 pub mod time;
+pub mod top;
