@@ -65,18 +65,29 @@ fn the_dashboard_is_importable_grafana_json() {
     assert!(d["title"].is_string());
     let vars = d["templating"]["list"].as_array().unwrap();
     assert!(
-        vars.iter()
-            .any(|v| v["type"] == "datasource" && v["query"] == "prometheus" && v["name"] == "datasource"),
+        vars.iter().any(|v| v["type"] == "datasource"
+            && v["query"] == "prometheus"
+            && v["name"] == "datasource"),
         "a Prometheus data-source variable, so the import asks for none by name"
     );
     let mut ids = std::collections::HashSet::new();
     for p in d["panels"].as_array().unwrap() {
-        assert!(ids.insert(p["id"].as_i64().unwrap()), "panel ids are unique");
+        assert!(
+            ids.insert(p["id"].as_i64().unwrap()),
+            "panel ids are unique"
+        );
         let g = &p["gridPos"];
-        assert!(g["x"].as_i64().unwrap() + g["w"].as_i64().unwrap() <= 24, "{p}");
+        assert!(
+            g["x"].as_i64().unwrap() + g["w"].as_i64().unwrap() <= 24,
+            "{p}"
+        );
         if p["type"] != "row" {
             assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
-            assert!(!p["targets"].as_array().unwrap().is_empty(), "{}", p["title"]);
+            assert!(
+                !p["targets"].as_array().unwrap().is_empty(),
+                "{}",
+                p["title"]
+            );
         }
     }
     assert!(queries(&d).len() >= 30);
@@ -110,7 +121,10 @@ impl Prometheus {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -123,7 +137,9 @@ impl Prometheus {
             _dir: dir,
         };
         let ready = wait_until(Duration::from_secs(30), || {
-            ureq::get(format!("http://{}/-/ready", p.addr)).call().is_ok()
+            ureq::get(format!("http://{}/-/ready", p.addr))
+                .call()
+                .is_ok()
         });
         assert!(ready, "prometheus did not become ready");
         p

@@ -33,7 +33,8 @@ fn sluice_tells_the_service_manager_ready_reloading_and_stopping() {
     let sockdir = tempfile::tempdir().unwrap();
     let path = sockdir.path().join("notify");
     let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("sluice.toml");
@@ -92,7 +93,11 @@ fn without_notify_socket_sluice_runs_and_stops_as_before() {
     let got = wait_records(&s.path("out.ndjson"), 1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
     assert!(s.stop().success());
-    assert!(!s.log_text().contains("service manager"), "{}", s.log_text());
+    assert!(
+        !s.log_text().contains("service manager"),
+        "{}",
+        s.log_text()
+    );
 }
 
 #[test]
@@ -112,7 +117,8 @@ fn an_unreachable_notify_socket_is_logged_not_fatal() {
     assert_eq!(got.len(), 1, "sluice keeps working");
     assert!(s.stop().success());
     assert!(
-        s.log_text().contains("cannot tell the service manager ready"),
+        s.log_text()
+            .contains("cannot tell the service manager ready"),
         "{}",
         s.log_text()
     );
