@@ -71,6 +71,7 @@ for d in 'Type=notify' 'User=sluice' 'Group=sluice' \
     'NoNewPrivileges=yes' 'ProtectSystem=strict' 'StateDirectory=sluice' \
     'ExecStartPre=/usr/bin/sluice check-config /etc/sluice/sluice.toml' \
     'ExecStart=/usr/bin/sluice run --config /etc/sluice/sluice.toml' \
+    'ExecReload=/usr/bin/sluice check-config /etc/sluice/sluice.toml' \
     'ExecReload=/bin/kill -HUP $MAINPID' 'Restart=on-failure'; do
     grep -qxF "$d" "$unit" || fail "the unit lacks $d"
 done
