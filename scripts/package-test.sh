@@ -20,7 +20,7 @@ cleanup() {
     sysctl -q -w "net.core.rmem_max=$rmem_max" 2>/dev/null || true
     [ -n "$svc_pid" ] && kill "$svc_pid" 2>/dev/null || true
     [ -n "$sock_pid" ] && kill "$sock_pid" 2>/dev/null || true
-    dpkg --purge sluice >/dev/null 2>&1 || true
+    dpkg_wait --purge sluice >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -31,10 +31,22 @@ fail() {
     exit 1
 }
 unit=/lib/systemd/system/sluice.service
+# dpkg, waiting (up to 5 minutes) while another apt/dpkg holds its lock.
+dpkg_wait() {
+    local out
+    for _ in $(seq 300); do
+        if out=$(dpkg "$@" 2>&1); then printf '%s\n' "$out"; return 0; fi
+        case "$out" in
+            *"lock was locked by another process"*|*"is locked by another process"*) sleep 1 ;;
+            *) printf '%s\n' "$out"; return 1 ;;
+        esac
+    done
+    printf '%s\n' "$out"; return 1
+}
 
 if dpkg -s sluice >/dev/null 2>&1; then
     step "purging a sluice package left installed by an earlier run"
-    dpkg --purge sluice >/dev/null
+    dpkg_wait --purge sluice >/dev/null
 fi
 rm -rf /var/lib/sluice
 
@@ -44,7 +56,7 @@ deb=$(scripts/build-deb.sh | tail -1)
 step "built $deb ($(du -h "$deb" | cut -f1))"
 
 step "dpkg -i"
-dpkg -i "$deb" >"$tmp/dpkg-install.log" 2>&1 || fail "dpkg -i failed"
+dpkg_wait -i "$deb" >"$tmp/dpkg-install.log" 2>&1 || fail "dpkg -i failed"
 [ "$(cat /proc/sys/net/core/rmem_max)" -ge 16777216 ] || [ ! -w /proc/sys/net/core/rmem_max ] \
     || fail "postinst did not raise net.core.rmem_max"
 grep -qi 'warning' "$tmp/dpkg-install.log" && fail "dpkg -i warned"
@@ -134,7 +146,7 @@ svc_pid=""
 grep -qx 'STOPPING=1' "$tmp/notify.log" || fail "no STOPPING=1 on the notify socket"
 
 step "dpkg -r"
-dpkg -r sluice >"$tmp/dpkg-remove.log" 2>&1 || fail "dpkg -r failed"
+dpkg_wait -r sluice >"$tmp/dpkg-remove.log" 2>&1 || fail "dpkg -r failed"
 grep -qi 'warning' "$tmp/dpkg-remove.log" && fail "dpkg -r warned"
 [ "$(dpkg-query -W -f='${db:Status-Abbrev}' sluice)" = "rc " ] || fail "not in state rc after dpkg -r"
 for f in /usr/bin/sluice "$unit" /usr/share/man/man8/sluice.8.gz /usr/share/doc/sluice; do
@@ -144,7 +156,7 @@ done
 getent passwd sluice >/dev/null || fail "dpkg -r removed the user (that is for purge)"
 
 step "dpkg --purge"
-dpkg --purge sluice >"$tmp/dpkg-purge.log" 2>&1 || fail "dpkg --purge failed"
+dpkg_wait --purge sluice >"$tmp/dpkg-purge.log" 2>&1 || fail "dpkg --purge failed"
 [ -s "$tmp/dpkg-purge.log" ] && grep -v -e '^(Reading database' -e '^Purging configuration files' "$tmp/dpkg-purge.log" | grep -q . \
     && fail "dpkg --purge said more than expected"
 dpkg -s sluice >/dev/null 2>&1 && fail "sluice is still known to dpkg after purge"
