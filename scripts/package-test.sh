@@ -74,6 +74,11 @@ zcat /usr/share/man/man8/sluice.8.gz | grep -q '^\.SH SIGNALS' || fail "sluice.8
 getent passwd sluice | grep -q ':/usr/sbin/nologin$' || fail "no system user sluice with nologin"
 [ "$(stat -c '%U:%G %a' /var/lib/sluice)" = "sluice:sluice 750" ] || fail "/var/lib/sluice: $(stat -c '%U:%G %a' /var/lib/sluice)"
 [ -L /etc/systemd/system/multi-user.target.wants/sluice.service ] || fail "the unit is not enabled"
+if /usr/bin/sluice archive keygen --help >/dev/null 2>&1; then
+    [ "$(stat -c '%U:%G %a' /etc/sluice/archive.key)" = "root:sluice 640" ] \
+        || fail "no archive signing key readable by the service only"
+    grep -qE '^[0-9a-f]{64}$' /etc/sluice/archive.pub || fail "no archive public key"
+fi
 
 step "systemd-analyze verify $unit"
 systemd-analyze verify "$unit" >"$tmp/verify.log" 2>&1 || fail "systemd-analyze verify failed"
