@@ -28,4 +28,5 @@ pub mod receive;
 pub mod record;
 pub mod stage;
 pub mod time;
+pub mod tls;
 pub mod top;
