@@ -13,5 +13,6 @@ cargo build --release --locked --quiet
 # only when they are not build products.
 rm -rf target/man
 "$target/release/sluice" man target/man
-deb=$(cargo deb --no-build --locked --quiet)
+# Stripped: [profile.release] keeps symbols for perf/, the package need not.
+deb=$(cargo deb --no-build --locked --quiet --strip)
 echo "$deb"
