@@ -123,3 +123,42 @@ fn an_unreachable_notify_socket_is_logged_not_fatal() {
         s.log_text()
     );
 }
+
+#[test]
+fn a_reload_of_a_broken_config_still_ends_with_ready_and_keeps_running() {
+    // systemd leaves a Type=notify unit "reloading" until READY=1 comes, so
+    // a refused reload must send it too, and the old config keeps working.
+    let sockdir = tempfile::tempdir().unwrap();
+    let path = sockdir.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("sluice.toml");
+    let cfg = basic_config("").replace("{dir}", dir.path().to_str().unwrap());
+    std::fs::write(&config_path, cfg).unwrap();
+    let mut s = Sluice::start_with(
+        dir,
+        config_path.clone(),
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    assert!(next(&sock).lines().any(|l| l == "READY=1"));
+
+    std::fs::write(
+        &config_path,
+        "[[input]]\nname = \"x\"\ntype = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    s.signal(libc::SIGHUP);
+    assert!(next(&sock).lines().any(|l| l == "RELOADING=1"));
+    let after = next(&sock);
+    assert!(after.lines().any(|l| l == "READY=1"), "{after:?}");
+
+    tcp_send(
+        s.addr("tcp"),
+        b"<13>1 - h a - - - after the refused reload\n",
+    );
+    let got = wait_records(&s.path("out.ndjson"), 1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "the old config keeps running");
+    assert!(s.stop().success());
+}
