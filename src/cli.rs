@@ -115,7 +115,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let pipeline = match Pipeline::start(&cfg) {
+    let mut pipeline = match Pipeline::start(&cfg) {
         Ok(p) => p,
         Err(e) => {
             log::error!("{e:#}");
@@ -137,9 +137,16 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     for sig in signals.forever() {
         match sig {
             signal_hook::consts::SIGHUP => {
+                // systemd keeps the unit "reloading" until READY=1, which
+                // comes whether the new config was applied or refused.
                 crate::notify::reloading();
-                log::warn!("SIGHUP: live reload is not built yet; config unchanged");
-                crate::notify::ready("config unchanged");
+                let refused = pipeline.metrics.config_reload_failures.get();
+                reload(&mut pipeline, path.as_deref());
+                crate::notify::ready(if pipeline.metrics.config_reload_failures.get() > refused {
+                    "reload refused (see the log); the previous config keeps running"
+                } else {
+                    "config reloaded"
+                });
             }
             _ => {
                 log::info!("signal {sig}: stopping; draining queues");
@@ -219,5 +226,48 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
         None => Err(format!(
             "\"{s}\" is not a duration such as \"1s\" or \"500ms\""
         )),
+    }
+}
+
+/// SIGHUP: re-reads the config file and applies it; a config that does not
+/// check, or cannot be applied, changes nothing and is reported.
+fn reload(pipeline: &mut Pipeline, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        log::info!("SIGHUP: running on the embedded default config; nothing to reload");
+        return;
+    };
+    log::info!("SIGHUP: reloading {}", path.display());
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            pipeline.metrics.config_reload_failures.inc();
+            for line in e.to_string().lines() {
+                log::error!("reload refused: {line}");
+            }
+            log::error!(
+                "reload refused: {} problem(s); the running config stays",
+                e.errors.len()
+            );
+            return;
+        }
+    };
+    match pipeline.reload(&new) {
+        Ok(r) => {
+            for s in &r.restart_needed {
+                log::warn!("reload: changes to {s} need a restart and were not applied");
+            }
+            log::info!(
+                "reloaded: inputs +{:?} -{:?}, outputs +{:?} ~{:?} -{:?}",
+                r.inputs_added,
+                r.inputs_removed,
+                r.outputs_added,
+                r.outputs_changed,
+                r.outputs_removed
+            );
+        }
+        Err(e) => {
+            pipeline.metrics.config_reload_failures.inc();
+            log::error!("reload refused: {e:#}; the running config stays");
+        }
     }
 }

@@ -180,6 +180,21 @@ fn every_dashboard_query_returns_series_from_prometheus_scraping_sluice() {
         }
     }
 
+    // And every family sluice exports has a panel (uptime included).
+    let used: std::collections::HashSet<String> =
+        queries(&d).iter().flat_map(|(_, e)| families(e)).collect();
+    for line in text.lines() {
+        if let Some(fam) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|r| r.split(' ').next())
+        {
+            assert!(
+                used.contains(fam),
+                "/metrics exports {fam}, which no panel of contrib/grafana/sluice.json shows: add one"
+            );
+        }
+    }
+
     // Traffic, so that rates and latency histograms have something in them.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();

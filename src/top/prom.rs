@@ -271,7 +271,7 @@ sluice_uptime_seconds 12.5
     #[test]
     fn the_real_exposition_of_sluice_parses_without_bad_lines() {
         let m = crate::metrics::Metrics::new(&["udp".into(), "tcp".into()], &["file".into()]);
-        m.inputs[1].records.add(42);
+        m.inputs()[1].records.add(42);
         let s = Scrape::parse(&m.render());
         assert_eq!(s.bad_lines, 0);
         assert_eq!(
