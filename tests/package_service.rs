@@ -78,6 +78,10 @@ fn sluice_tells_the_service_manager_ready_reloading_and_stopping() {
     );
     let again = next(&sock);
     assert!(again.lines().any(|l| l == "READY=1"), "{again:?}");
+    assert!(
+        again.lines().any(|l| l == "STATUS=config reloaded"),
+        "{again:?}"
+    );
 
     // SIGTERM (systemctl stop): STOPPING=1, then a clean exit.
     let status = s.stop();
@@ -153,6 +157,12 @@ fn a_reload_of_a_broken_config_still_ends_with_ready_and_keeps_running() {
     assert!(next(&sock).lines().any(|l| l == "RELOADING=1"));
     let after = next(&sock);
     assert!(after.lines().any(|l| l == "READY=1"), "{after:?}");
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("STATUS=reload refused")),
+        "{after:?}"
+    );
 
     tcp_send(
         s.addr("tcp"),
