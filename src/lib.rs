@@ -16,6 +16,7 @@ pub mod encode;
 pub mod enrich;
 pub mod forward;
 pub mod frame;
+pub mod harness;
 pub mod identity;
 pub mod logging;
 pub mod matcher;
