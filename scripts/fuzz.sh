@@ -3,7 +3,8 @@
 # Uses cargo-fuzz (libFuzzer). The machine has only a stable toolchain;
 # RUSTC_BOOTSTRAP=1 lets it accept the sanitizer flags cargo-fuzz passes.
 # Crashes land in fuzz/artifacts/frame_parse/; each one found must become
-# a regression test (tests/fuzz_regressions.rs replays fuzz/regressions/).
+# a regression test: copy it into fuzz/regressions/ (tests/fuzz_regressions.rs
+# replays every file there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
