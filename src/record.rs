@@ -144,10 +144,13 @@ impl<'a> Fields<'a> {
     }
 
     /// The value of the first field named `key`.
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
+        let first = *key.first()?;
+        // Length and first byte rule out most keys without a memcmp call.
         self.slots[..self.len]
             .iter()
-            .find(|f| f.key == key)
+            .find(|f| f.key.len() == key.len() && f.key[0] == first && f.key == key)
             .map(|f| f.value)
     }
 
