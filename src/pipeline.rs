@@ -58,6 +58,11 @@ impl Pipeline {
         let pool = Pool::new(q * 4 + cfg.outputs.len() * 64 + cfg.pipeline.workers * 2 + 16);
 
         let classifier = Classifier::new(&cfg.classify, &names).map_err(anyhow::Error::msg)?;
+        let classify_stats = classifier.stats();
+        metrics
+            .extra
+            .lock()
+            .push(Arc::new(move |out: &mut String| classify_stats.render(out)));
         let identity = cfg.identity.enabled.then(|| Identity::new(&cfg.identity));
         let enricher = Enricher::new(&cfg.enrich, &names, identity).map_err(anyhow::Error::msg)?;
         *metrics.identity.lock() = enricher.identity_stats();

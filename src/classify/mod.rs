@@ -1,0 +1,278 @@
+//! Classify: give every record a `meta.class` and its class's fields.
+//!
+//! Receives parsed batches from the input workers; emits them to enrich
+//! with `class` set. User rules (`[[classify]]`, by sender CIDR, field
+//! match or substring) are tried first, in config order; then the
+//! built-in recognisers, cheapest test first:
+//!
+//! | class         | recognised by                                   | module          |
+//! |---------------|-------------------------------------------------|-----------------|
+//! | `flowmon-ads` | JSON in Flowmon's event form, or CEF from Flowmon | [`flowmon`]   |
+//! | `windows`     | JSON with a Windows event id and a Windows key  | [`windows`]     |
+//! | `json`        | any other JSON object                           |                 |
+//! | `cef`         | MSG starting with `CEF:<digit>`                 | [`cef`]         |
+//! | `linux-auth`  | APP-NAME `sshd`, `sshd-session` or `sudo`       | [`linux_auth`]  |
+//! | `syslog`      | everything else                                 |                 |
+//!
+//! A user rule that names a built-in class also gets that class's fields
+//! (CEF parsed, Windows keys normalised, ...). Rules are compiled once at
+//! start-up; a recogniser looks at a prefix, the APP-NAME or the keys
+//! before doing any work. Per record it never allocates outside the batch
+//! arena (renamed keys are re-sliced, new values go into the arena), and
+//! never drops: a malformed CEF record keeps what parsed, is flagged
+//! `bad_cef` and counted.
+
+pub mod cef;
+pub mod flowmon;
+pub mod linux_auth;
+pub mod windows;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bumpalo::Bump;
+use memchr::memmem;
+
+use crate::config::ClassifyConfig;
+use crate::encode::Names;
+use crate::matcher::Matcher;
+use crate::net::CidrSet;
+use crate::record::{ClassId, Fields, Record, class, flaw};
+
+/// One compiled `[[classify]]` rule.
+struct UserRule {
+    class: ClassId,
+    src: CidrSet,
+    matcher: Matcher,
+    contains: Option<memmem::Finder<'static>>,
+}
+
+impl UserRule {
+    fn matches(&self, rec: &Record<'_>) -> bool {
+        (self.src.is_empty() || self.src.contains(rec.src.ip()))
+            && self.matcher.matches(rec)
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|f| f.find(rec.raw).is_some())
+    }
+}
+
+/// The class names in use: built-ins first, then user classes in config
+/// order.
+pub fn class_names(cfg: &[ClassifyConfig]) -> Vec<String> {
+    let mut names: Vec<String> = class::BUILTIN.iter().map(|s| s.to_string()).collect();
+    for c in cfg {
+        if !names.contains(&c.class) {
+            names.push(c.class.clone());
+        }
+    }
+    names
+}
+
+
+/// What the classify stage counted, for `/metrics`. Written only by the
+/// classify thread that owns the [`Classifier`] (plain load + store, no
+/// read-modify-write on the hot path), read at scrape time.
+pub struct ClassifyStats {
+    names: Vec<String>,
+    records: Box<[AtomicU64]>,
+    bad_cef: AtomicU64,
+}
+
+impl ClassifyStats {
+    fn new(names: &[String]) -> ClassifyStats {
+        ClassifyStats {
+            names: names.to_vec(),
+            records: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            bad_cef: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn bump(c: &AtomicU64) {
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Records given class `name` so far.
+    pub fn records(&self, name: &str) -> u64 {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map_or(0, |i| self.records[i].load(Ordering::Relaxed))
+    }
+
+    /// Appends the Prometheus exposition of these counters to `out`.
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_classify_records_total Records classified, by class.\n\
+             # TYPE sluice_classify_records_total counter"
+        );
+        for (n, c) in self.names.iter().zip(self.records.iter()) {
+            let _ = writeln!(
+                out,
+                "sluice_classify_records_total{{class=\"{n}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluice_classify_parse_errors_total Records kept despite a class parser problem, by reason.\n\
+             # TYPE sluice_classify_parse_errors_total counter\n\
+             sluice_classify_parse_errors_total{{reason=\"bad_cef\"}} {}",
+            self.bad_cef.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The classify stage's compiled state.
+pub struct Classifier {
+    rules: Vec<UserRule>,
+    stats: Arc<ClassifyStats>,
+}
+
+impl Classifier {
+    pub fn new(cfg: &[ClassifyConfig], names: &Names) -> Result<Classifier, String> {
+        let mut rules = Vec::new();
+        for c in cfg {
+            let id = names
+                .classes
+                .iter()
+                .position(|n| *n == c.class)
+                .ok_or_else(|| format!("[[classify]]: unknown class {}", c.class))?
+                as ClassId;
+            let src = CidrSet::parse_all(&c.src)
+                .ok_or_else(|| format!("[[classify]] \"{}\": bad `src`", c.class))?;
+            let matcher = Matcher::compile(&c.matches, names)
+                .map_err(|e| format!("[[classify]] \"{}\": {e}", c.class))?;
+            let contains = c
+                .contains
+                .as_ref()
+                .map(|s| memmem::Finder::new(s.as_bytes()).into_owned());
+            rules.push(UserRule {
+                class: id,
+                src,
+                matcher,
+                contains,
+            });
+        }
+        Ok(Classifier {
+            rules,
+            stats: Arc::new(ClassifyStats::new(&names.classes)),
+        })
+    }
+
+    /// The stage's counters (for `/metrics`).
+    pub fn stats(&self) -> Arc<ClassifyStats> {
+        self.stats.clone()
+    }
+
+    /// Classifies one record and fills in its class's fields.
+    pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+        let user = self.rules.iter().find(|r| r.matches(rec)).map(|r| r.class);
+        let ok = match user {
+            Some(c) => {
+                rec.class = c;
+                class_fields(bump, rec, c)
+            }
+            None => builtin(bump, rec),
+        };
+        if !ok {
+            rec.flaws |= flaw::BAD_CEF;
+            ClassifyStats::bump(&self.stats.bad_cef);
+        }
+        if let Some(c) = self.stats.records.get(rec.class as usize) {
+            ClassifyStats::bump(c);
+        }
+    }
+}
+
+/// The built-in recognisers, in order. Sets `rec.class`; returns false
+/// when a class parser found the record malformed.
+fn builtin<'a>(bump: &'a Bump, rec: &mut Record<'a>) -> bool {
+    if rec.json {
+        rec.class = if flowmon::is_flowmon_json(&rec.fields) {
+            flowmon::normalise_json(&mut rec.fields);
+            class::FLOWMON_ADS
+        } else if let Some(at) = windows::recognise(&rec.fields, true) {
+            windows::normalise(bump, &mut rec.fields, at);
+            class::WINDOWS
+        } else {
+            class::JSON
+        };
+        return true;
+    }
+    if let Some(at) = cef::find(rec.msg) {
+        return parse_cef(bump, rec, at, None);
+    }
+    if linux_auth::is_auth_app(rec.app) {
+        rec.class = class::LINUX_AUTH;
+        linux_auth::extract(bump, rec.app, rec.msg, &mut rec.fields);
+        return true;
+    }
+    rec.class = class::SYSLOG;
+    true
+}
+
+/// The fields of built-in class `c` for a record a user rule put in it.
+fn class_fields<'a>(bump: &'a Bump, rec: &mut Record<'a>, c: ClassId) -> bool {
+    match c {
+        class::FLOWMON_ADS if rec.json => flowmon::normalise_json(&mut rec.fields),
+        class::CEF | class::FLOWMON_ADS => {
+            if let Some(at) = cef::find(rec.msg) {
+                return parse_cef(bump, rec, at, Some(c));
+            }
+        }
+        class::WINDOWS if rec.json => {
+            if let Some(at) = windows::recognise(&rec.fields, false) {
+                windows::normalise(bump, &mut rec.fields, at);
+            }
+        }
+        class::LINUX_AUTH => linux_auth::extract(bump, rec.app, rec.msg, &mut rec.fields),
+        _ => {}
+    }
+    true
+}
+
+/// Parses the CEF text at `rec.msg[at..]`: its fields replace the
+/// `message` field (the CEF text itself; `raw` still has it), after any
+/// structured-data fields. The class is `forced`, or Flowmon/CEF by the
+/// header. Returns false when the CEF was malformed; an incomplete header
+/// also keeps `message`.
+fn parse_cef<'a>(bump: &'a Bump, rec: &mut Record<'a>, at: usize, forced: Option<ClassId>) -> bool {
+    let text = &rec.msg[at..];
+    let (h, ext) = cef::split_header(bump, text);
+    let class = forced.unwrap_or_else(|| {
+        if flowmon::is_flowmon_cef(h.vendor(), h.product()) {
+            class::FLOWMON_ADS
+        } else {
+            class::CEF
+        }
+    });
+    let dialect = if class == class::FLOWMON_ADS {
+        cef::Dialect::Flowmon
+    } else {
+        cef::Dialect::Generic
+    };
+    let old = std::mem::take(&mut rec.fields);
+    let mut f = Fields::with_capacity(bump, old.len() + ext.map_or(8, cef::field_estimate));
+    for x in old.as_slice().iter().filter(|x| x.key != b"message") {
+        f.push(bump, x.key, x.value);
+    }
+    cef::push_header(bump, &h, dialect, &mut f);
+    let ok = match ext {
+        Some(ext) => cef::push_extension(bump, ext, dialect, &mut f),
+        None => {
+            f.push(bump, b"message", rec.msg);
+            false
+        }
+    };
+    if class == class::FLOWMON_ADS {
+        flowmon::finish_cef(&mut f);
+    }
+    rec.fields = f;
+    rec.class = class;
+    ok
+}
