@@ -66,6 +66,12 @@ impl Pipeline {
         let identity = cfg.identity.enabled.then(|| Identity::new(&cfg.identity));
         let enricher = Enricher::new(&cfg.enrich, &names, identity).map_err(anyhow::Error::msg)?;
         *metrics.identity.lock() = enricher.identity_stats();
+        if let Some(id) = enricher.identity_stats() {
+            metrics
+                .extra
+                .lock()
+                .push(Arc::new(move |out: &mut String| id.render_extra(out)));
+        }
 
         let timeout = cfg.pipeline.shutdown_timeout.0;
         let mut outputs = Vec::new();

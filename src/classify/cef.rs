@@ -164,10 +164,13 @@ pub fn severity_label(sev: &[u8]) -> Option<&'static [u8]> {
         };
     }
     const WORDS: [&[u8]; 4] = [b"Low", b"Medium", b"High", b"Very-High"];
-    WORDS.into_iter().find(|w| w.eq_ignore_ascii_case(sev)).or_else(|| {
-        (sev.eq_ignore_ascii_case(b"very high") || sev.eq_ignore_ascii_case(b"veryhigh"))
-            .then_some(b"Very-High")
-    })
+    WORDS
+        .into_iter()
+        .find(|w| w.eq_ignore_ascii_case(sev))
+        .or_else(|| {
+            (sev.eq_ignore_ascii_case(b"very high") || sev.eq_ignore_ascii_case(b"veryhigh"))
+                .then_some(b"Very-High")
+        })
 }
 
 /// The readable name of a standard CEF extension key (ArcSight's
@@ -251,12 +254,7 @@ fn dialect_key(key: &[u8], dialect: Dialect) -> Option<&'static [u8]> {
 const MAX_LABELS: usize = 16;
 
 /// Pushes the header fields (and `severity_label`) into `fields`.
-pub fn push_header<'a>(
-    bump: &'a Bump,
-    h: &Header<'a>,
-    dialect: Dialect,
-    fields: &mut Fields<'a>,
-) {
+pub fn push_header<'a>(bump: &'a Bump, h: &Header<'a>, dialect: Dialect, fields: &mut Fields<'a>) {
     for (i, v) in h.fields[..h.count].iter().enumerate() {
         let key = match (i, dialect) {
             (4, Dialect::Flowmon) => b"type",
@@ -335,7 +333,12 @@ pub fn push_extension<'a>(
 /// (`cs1Label=Perspective` → `perspective`). A label naming an existing
 /// field leaves the custom field's own name; a label without its value
 /// is dropped (it describes nothing).
-fn apply_labels<'a>(bump: &'a Bump, fields: &mut Fields<'a>, first: usize, labels: &[(&[u8], &'a [u8])]) {
+fn apply_labels<'a>(
+    bump: &'a Bump,
+    fields: &mut Fields<'a>,
+    first: usize,
+    labels: &[(&[u8], &'a [u8])],
+) {
     for &(base, label) in labels {
         let name = normalize_key(bump, label.trim_ascii());
         if name.is_empty() || fields.get(name).is_some() {
@@ -404,7 +407,12 @@ mod tests {
     fn parse(s: &str) -> (bool, Vec<(String, String)>) {
         let bump = Bump::new();
         let mut f = Fields::with_capacity(&bump, 4);
-        let ok = parse_into(&bump, bump.alloc_slice_copy(s.as_bytes()), Dialect::Generic, &mut f);
+        let ok = parse_into(
+            &bump,
+            bump.alloc_slice_copy(s.as_bytes()),
+            Dialect::Generic,
+            &mut f,
+        );
         let v = f
             .as_slice()
             .iter()

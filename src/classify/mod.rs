@@ -71,7 +71,6 @@ pub fn class_names(cfg: &[ClassifyConfig]) -> Vec<String> {
     names
 }
 
-
 /// What the classify stage counted, for `/metrics`. Written only by the
 /// classify thread that owns the [`Classifier`] (plain load + store, no
 /// read-modify-write on the hot path), read at scrape time.
@@ -275,4 +274,79 @@ fn parse_cef<'a>(bump: &'a Bump, rec: &mut Record<'a>, at: usize, forced: Option
     rec.fields = f;
     rec.class = class;
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MatchConfig, MatchScalar, OneOrMany};
+    use crate::parse::Parser;
+    use crate::time::Timestamp;
+    use std::net::SocketAddr;
+
+    fn names(extra: &[&str]) -> Names {
+        let mut classes: Vec<String> = class::BUILTIN.iter().map(|s| s.to_string()).collect();
+        classes.extend(extra.iter().map(|s| s.to_string()));
+        Names {
+            inputs: vec!["tcp".into()],
+            classes,
+        }
+    }
+
+    fn rule(class: &str, src: &[&str], contains: Option<&str>) -> ClassifyConfig {
+        ClassifyConfig {
+            class: class.into(),
+            src: src.iter().map(|s| s.to_string()).collect(),
+            matches: MatchConfig::new(),
+            contains: contains.map(str::to_string),
+        }
+    }
+
+    fn classify<'a>(c: &mut Classifier, bump: &'a Bump, raw: &str, from: &str) -> Record<'a> {
+        let src: SocketAddr = from.parse().unwrap();
+        let raw = bump.alloc_slice_copy(raw.as_bytes());
+        let mut rec = Record::new(raw, Timestamp::from_unix_ns(0), src, 0);
+        Parser::with_offset(0).parse(bump, &mut rec);
+        c.apply(bump, &mut rec);
+        rec
+    }
+
+    #[test]
+    fn user_rules_come_before_the_built_in_classes() {
+        let n = names(&["firewall"]);
+        let mut c = Classifier::new(&[rule("firewall", &["10.9.0.0/16"], None)], &n).unwrap();
+        let bump = Bump::new();
+        let cef = "<134>1 2026-03-02T10:23:00Z fw - - - - CEF:0|Acme|FW|1|d|n|1|src=1.2.3.4";
+        let r = classify(&mut c, &bump, cef, "10.9.1.1:514");
+        assert_eq!(n.class(r.class), "firewall");
+        assert_eq!(r.fields.get(b"src_ip"), None);
+        let r = classify(&mut c, &bump, cef, "10.8.1.1:514");
+        assert_eq!(r.class, class::CEF);
+        assert_eq!(r.fields.get(b"src_ip"), Some(&b"1.2.3.4"[..]));
+    }
+
+    #[test]
+    fn a_user_rule_naming_a_built_in_class_gets_its_fields() {
+        let n = names(&[]);
+        let mut m = MatchConfig::new();
+        m.insert(
+            "app".into(),
+            OneOrMany::One(MatchScalar::Str("netflow-ads".into())),
+        );
+        let by_app = ClassifyConfig {
+            matches: m,
+            ..rule("flowmon-ads", &[], None)
+        };
+        let mut c = Classifier::new(&[by_app], &n).unwrap();
+        let bump = Bump::new();
+        let r = classify(
+            &mut c,
+            &bump,
+            "<129>1 2026-03-02T10:23:00Z fm netflow-ads - - - CEF:0|Acme|Probe|1|SCAN|Scan|5|externalId=12 src=10.0.0.1",
+            "10.0.0.2:514",
+        );
+        assert_eq!(r.class, class::FLOWMON_ADS);
+        assert_eq!(r.fields.get(b"eventid"), Some(&b"12"[..]));
+        assert_eq!(r.fields.get(b"type"), Some(&b"SCAN"[..]));
+    }
 }

@@ -21,8 +21,10 @@
 //!    the front, in that order (Flowmon's rules read forward only), the
 //!    rest keep their arrival order.
 //!
-//! Renames re-slice keys (no copy); only a rewritten address is written
-//! into the batch arena.
+//! Keys that collide once lowercased (NXLog's `ProcessID` and `ProcessId`)
+//! are told apart: the later one gets `_2`. Renames re-slice keys (no
+//! copy); only a rewritten address or a suffixed key is written into the
+//! batch arena.
 
 use bumpalo::Bump;
 
@@ -115,7 +117,11 @@ pub fn recognise(fields: &Fields<'_>, need_hint: bool) -> Option<usize> {
 pub fn normalise<'a>(bump: &'a Bump, fields: &mut Fields<'a>, id_at: usize) {
     let id = fields.as_slice()[id_at];
     if id.key != b"eventid" {
-        match fields.as_mut_slice().iter_mut().find(|f| f.key == b"eventid") {
+        match fields
+            .as_mut_slice()
+            .iter_mut()
+            .find(|f| f.key == b"eventid")
+        {
             Some(f) => f.value = id.value,
             None => fields.as_mut_slice()[id_at].key = b"eventid",
         }
@@ -129,6 +135,7 @@ pub fn normalise<'a>(bump: &'a Bump, fields: &mut Fields<'a>, id_at: usize) {
             fields.as_mut_slice()[i].key = name;
         }
     }
+    dedupe(bump, fields);
     if let Some(eventid) = fields.get(b"eventid") {
         render_ipaddress(bump, fields, is_kerberos(eventid));
     }
@@ -138,6 +145,52 @@ pub fn normalise<'a>(bump: &'a Bump, fields: &mut Fields<'a>, id_at: usize) {
             pos += 1;
         }
     }
+}
+
+/// Gives a later key that equals an earlier one a `_2` (`_3`, ...) suffix.
+/// Keys that differ only in case collide once lowercased: NXLog sends the
+/// System `ProcessID` and the EventData `ProcessId` in one object. A
+/// 1024-bit filter on (length, first and last bytes) keeps this O(n); only
+/// a filter hit costs an exact scan of the earlier keys.
+fn dedupe<'a>(bump: &'a Bump, fields: &mut Fields<'a>) {
+    let mut filter = [0u64; 16];
+    for i in 0..fields.len() {
+        let key = fields.as_slice()[i].key;
+        let h = filter_slot(key);
+        let (word, bit) = (h / 64, 1u64 << (h % 64));
+        if filter[word] & bit == 0 {
+            filter[word] |= bit;
+            continue;
+        }
+        if !fields.as_slice()[..i].iter().any(|f| f.key == key) {
+            continue;
+        }
+        for n in 2u8..=9 {
+            let new = bump.alloc_slice_fill_copy(key.len() + 2, b'_');
+            new[..key.len()].copy_from_slice(key);
+            new[key.len() + 1] = b'0' + n;
+            if fields.get(new).is_none() {
+                fields.as_mut_slice()[i].key = new;
+                break;
+            }
+        }
+    }
+}
+
+#[inline]
+fn filter_slot(k: &[u8]) -> usize {
+    let (first, last) = match k {
+        [] => (0, 0),
+        [a, .., b] => (*a as usize, *b as usize),
+        [a] => (*a as usize, *a as usize),
+    };
+    let second = k.get(1).copied().unwrap_or(0) as usize;
+    (k.len()
+        .wrapping_mul(131)
+        .wrapping_add(first.wrapping_mul(31))
+        .wrapping_add(second.wrapping_mul(17))
+        .wrapping_add(last.wrapping_mul(7)))
+        % 1024
 }
 
 /// The schema name of a nested or snake_case key, if it is one.
@@ -268,15 +321,31 @@ mod tests {
         );
         normalise(&bump, &mut f, 2);
         assert_eq!(f.get(b"ipaddress"), Some(&b"::ffff:10.0.0.12"[..]));
-        let mut f = fields(
-            &bump,
-            &[("eventid", "4768"), ("ipaddress", "2001:db8::5")],
-        );
+        let mut f = fields(&bump, &[("eventid", "4768"), ("ipaddress", "2001:db8::5")]);
         normalise(&bump, &mut f, 0);
         assert_eq!(f.get(b"ipaddress"), Some(&b"2001:db8::5"[..]));
         let mut f = fields(&bump, &[("eventid", "4624"), ("ipaddress", "-")]);
         normalise(&bump, &mut f, 0);
         assert_eq!(f.get(b"ipaddress"), Some(&b"-"[..]));
+    }
+
+    #[test]
+    fn keys_equal_once_lowercased_are_told_apart() {
+        let bump = Bump::new();
+        let mut f = fields(
+            &bump,
+            &[
+                ("eventid", "4624"),
+                ("processid", "640"),
+                ("targetusername", "a"),
+                ("processid", "0x0"),
+                ("processid", "0x1"),
+            ],
+        );
+        normalise(&bump, &mut f, 0);
+        assert_eq!(f.get(b"processid"), Some(&b"640"[..]));
+        assert_eq!(f.get(b"processid_2"), Some(&b"0x0"[..]));
+        assert_eq!(f.get(b"processid_3"), Some(&b"0x1"[..]));
     }
 
     #[test]
