@@ -1,0 +1,151 @@
+//! The classify stage (built-in recognisers, CEF parser, Windows key
+//! normalisation) on batches of realistic messages, and the CEF parser on
+//! its own. Messages come from the checked-in fixture
+//! `tests/fixtures/classify.toml`; parsing the batch is setup, outside the
+//! timed loop.
+//!
+//! `cargo bench --bench classify`
+
+use std::hint::black_box;
+
+use bumpalo::Bump;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde::Deserialize;
+use sluice::batch::{Batch, BatchOwner};
+use sluice::classify::{Classifier, cef};
+use sluice::encode::Names;
+use sluice::parse::Parser;
+use sluice::record::{Fields, UNSPECIFIED, class};
+use sluice::stage::process;
+use sluice::time::Timestamp;
+
+const FIXTURE: &str = include_str!("../tests/fixtures/classify.toml");
+/// Records per batch, as the pipeline's default `batch_records`.
+const BATCH: usize = 512;
+
+#[derive(Deserialize)]
+struct Fixture {
+    case: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    raw: String,
+    class: String,
+}
+
+fn fixture() -> Vec<Case> {
+    toml::from_str::<Fixture>(FIXTURE).expect("fixture").case
+}
+
+fn names() -> Names {
+    Names {
+        inputs: vec!["tcp".into()],
+        classes: class::BUILTIN.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A parsed batch of `msgs`, repeated up to `BATCH` records.
+fn batch(msgs: &[&[u8]], parser: &mut Parser) -> Batch {
+    let mut owner = BatchOwner::default();
+    let ts = Timestamp::from_unix_ns(1_772_452_800_000_000_000);
+    for m in msgs.iter().cycle().take(BATCH) {
+        owner.push_frame(m, UNSPECIFIED, ts, 0, 0);
+    }
+    Batch::parse(owner, parser)
+}
+
+/// One message kind per benchmark: the first fixture case whose name
+/// contains `pick`.
+const KINDS: [(&str, &str); 8] = [
+    ("flowmon_cef", "Flowmon ADS SSH attack"),
+    ("flowmon_json", "Flowmon ADS JSON event form"),
+    ("windows_nxlog_4624", "NXLog CamelCase keys"),
+    ("windows_winlogbeat_4625", "Winlogbeat 8"),
+    ("cef_escaped", "Generic CEF with escaped pipe"),
+    ("sshd_failed", "sshd failed password for an invalid user"),
+    ("syslog_text", "plain RFC 3164 text"),
+    ("json_other", "other JSON"),
+];
+
+fn classify_by_kind(c: &mut Criterion) {
+    let cases = fixture();
+    let mut g = c.benchmark_group("classify");
+    for (id, pick) in KINDS {
+        let case = cases
+            .iter()
+            .find(|k| k.name.contains(pick))
+            .unwrap_or_else(|| panic!("no fixture case {pick}"));
+        let msgs = [case.raw.as_bytes()];
+        g.throughput(Throughput::Elements(BATCH as u64));
+        let mut parser = Parser::with_offset(0);
+        let mut classifier = Classifier::new(&[], &names()).unwrap();
+        g.bench_function(id, |b| {
+            b.iter_batched(
+                || batch(&msgs, &mut parser),
+                |mut batch| {
+                    process(&mut classifier, &mut batch);
+                    batch
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    // Every fixture message in turn: a mixed feed.
+    let msgs: Vec<&[u8]> = cases.iter().map(|k| k.raw.as_bytes()).collect();
+    let mut parser = Parser::with_offset(0);
+    let mut classifier = Classifier::new(&[], &names()).unwrap();
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("mixed_fixture", |b| {
+        b.iter_batched(
+            || batch(&msgs, &mut parser),
+            |mut batch| {
+                process(&mut classifier, &mut batch);
+                batch
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn cef_parser(c: &mut Criterion) {
+    let cases = fixture();
+    let mut g = c.benchmark_group("cef_parse");
+    for case in cases
+        .iter()
+        .filter(|k| k.class == "cef" || k.class == "flowmon-ads")
+    {
+        let Some(at) = case.raw.find("CEF:") else {
+            continue;
+        };
+        let text = &case.raw.as_bytes()[at..];
+        let dialect = if case.class == "flowmon-ads" {
+            cef::Dialect::Flowmon
+        } else {
+            cef::Dialect::Generic
+        };
+        let id: String = case
+            .name
+            .chars()
+            .take(40)
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        let mut bump = Bump::with_capacity(64 * 1024);
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                bump.reset();
+                let text = bump.alloc_slice_copy(text);
+                let mut f = Fields::with_capacity(&bump, 32);
+                black_box(cef::parse_into(&bump, text, dialect, &mut f));
+                black_box(f.len());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, classify_by_kind, cef_parser);
+criterion_main!(benches);
