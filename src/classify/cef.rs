@@ -514,4 +514,53 @@ mod tests {
         assert_eq!(find(b"xCEF:0|a"), None);
         assert_eq!(find(b"CEF:x|a"), None);
     }
+
+    fn escape_header(s: &str) -> String {
+        s.replace('\\', "\\\\").replace('|', "\\|")
+    }
+
+    fn escape_value(s: &str) -> String {
+        s.replace('\\', "\\\\")
+            .replace('=', "\\=")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    }
+
+    proptest::proptest! {
+        /// Whatever the header and extension hold, escaping them as the
+        /// CEF spec says and parsing gives them back.
+        #[test]
+        fn escaped_cef_parses_back_to_its_fields(
+            header in proptest::collection::vec("[a-zA-Z0-9 |\\\\=.:-]{0,12}", 6),
+            pairs in proptest::collection::btree_map(
+                "[a-z][a-z0-9]{0,7}",
+                "[a-zA-Z0-9 |\\\\=\n\r.:/-]{0,16}[a-zA-Z0-9|\\\\=.]",
+                0..6,
+            ),
+        ) {
+            let pairs: Vec<(String, String)> = pairs
+                .into_iter()
+                .filter(|(k, _)| readable_key(k.as_bytes()).is_none())
+                .collect();
+            let mut text = String::from("CEF:0");
+            for h in &header {
+                text.push('|');
+                text.push_str(&escape_header(h));
+            }
+            text.push('|');
+            let ext: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", escape_value(v)))
+                .collect();
+            text.push_str(&ext.join(" "));
+            let (ok, f) = parse(&text);
+            proptest::prop_assert!(ok, "{}", text);
+            for (i, h) in header.iter().enumerate() {
+                proptest::prop_assert_eq!(get(&f, &String::from_utf8_lossy(HEADER_NAMES[i + 1])), Some(h.as_str()));
+            }
+            for (k, v) in &pairs {
+                proptest::prop_assert_eq!(get(&f, k), Some(v.as_str()), "{}", text);
+            }
+        }
+    }
 }
