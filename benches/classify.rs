@@ -11,7 +11,9 @@ use std::hint::black_box;
 use bumpalo::Bump;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::Deserialize;
-use sluice::batch::{Batch, BatchOwner};
+use std::sync::Arc;
+
+use sluice::batch::{Batch, Pool};
 use sluice::classify::{Classifier, cef};
 use sluice::encode::Names;
 use sluice::parse::Parser;
@@ -46,14 +48,51 @@ fn names() -> Names {
     }
 }
 
-/// A parsed batch of `msgs`, repeated up to `BATCH` records.
-fn batch(msgs: &[&[u8]], parser: &mut Parser) -> Batch {
-    let mut owner = BatchOwner::default();
+/// A batch that goes back to its pool when dropped (after the timed
+/// routine), so that arenas are reused as in the pipeline instead of
+/// faulting in fresh pages inside the timed loop.
+struct Recycled(Option<Batch>, Arc<Pool>);
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            self.1.put(b.into_owner());
+        }
+    }
+}
+
+/// A parsed batch of `msgs`, repeated up to `BATCH` records, in an owner
+/// from `pool`.
+fn batch(msgs: &[&[u8]], parser: &mut Parser, pool: &Arc<Pool>) -> Recycled {
+    let mut owner = pool.get();
     let ts = Timestamp::from_unix_ns(1_772_452_800_000_000_000);
     for m in msgs.iter().cycle().take(BATCH) {
         owner.push_frame(m, UNSPECIFIED, ts, 0, 0);
     }
-    Batch::parse(owner, parser)
+    Recycled(Some(Batch::parse(owner, parser)), pool.clone())
+}
+
+/// Times the classify stage over batches of `msgs`.
+fn bench_batches(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
+    msgs: &[&[u8]],
+) {
+    let pool = Pool::new(64);
+    let mut parser = Parser::with_offset(0);
+    let mut classifier = Classifier::new(&[], &names()).unwrap();
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(id, |b| {
+        b.iter_batched_ref(
+            || batch(msgs, &mut parser, &pool),
+            |r| {
+                if let Some(batch) = r.0.as_mut() {
+                    process(&mut classifier, batch);
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
 }
 
 /// One message kind per benchmark: the first fixture case whose name
@@ -77,36 +116,11 @@ fn classify_by_kind(c: &mut Criterion) {
             .iter()
             .find(|k| k.name.contains(pick))
             .unwrap_or_else(|| panic!("no fixture case {pick}"));
-        let msgs = [case.raw.as_bytes()];
-        g.throughput(Throughput::Elements(BATCH as u64));
-        let mut parser = Parser::with_offset(0);
-        let mut classifier = Classifier::new(&[], &names()).unwrap();
-        g.bench_function(id, |b| {
-            b.iter_batched(
-                || batch(&msgs, &mut parser),
-                |mut batch| {
-                    process(&mut classifier, &mut batch);
-                    batch
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        bench_batches(&mut g, id, &[case.raw.as_bytes()]);
     }
     // Every fixture message in turn: a mixed feed.
     let msgs: Vec<&[u8]> = cases.iter().map(|k| k.raw.as_bytes()).collect();
-    let mut parser = Parser::with_offset(0);
-    let mut classifier = Classifier::new(&[], &names()).unwrap();
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function("mixed_fixture", |b| {
-        b.iter_batched(
-            || batch(&msgs, &mut parser),
-            |mut batch| {
-                process(&mut classifier, &mut batch);
-                batch
-            },
-            BatchSize::LargeInput,
-        )
-    });
+    bench_batches(&mut g, "mixed_fixture", &msgs);
     g.finish();
 }
 
