@@ -26,3 +26,4 @@ pub mod receive;
 pub mod record;
 pub mod stage;
 pub mod time;
+pub mod tls;

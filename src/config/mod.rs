@@ -520,6 +520,7 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     }
     let mut cfg = Config::default();
     let sections = split_sections(src);
+    let mut lines = NameLines::default();
     for sec in &sections {
         match (sec.name, sec.array) {
             ("", _) => {
@@ -550,12 +551,14 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             ("input", true) => {
                 if let Some(v) = section::<InputConfig>(sec, &mut errors) {
                     check_input(&v, sec, &mut errors);
+                    lines.inputs.push(key_line(sec, "name"));
                     cfg.inputs.push(v);
                 }
             }
             ("output", true) => {
                 if let Some(v) = section::<OutputConfig>(sec, &mut errors) {
                     check_output(&v, sec, &mut errors);
+                    lines.outputs.push(key_line(sec, "name"));
                     cfg.outputs.push(v);
                 }
             }
@@ -589,7 +592,7 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    check_whole(&cfg, &sections, &mut errors);
+    check_whole(&cfg, &sections, &lines, &mut errors);
     if errors.is_empty() {
         Ok(cfg)
     } else {
@@ -815,45 +818,42 @@ fn check_classify(c: &ClassifyConfig, sec: &Section<'_>, errors: &mut Vec<Config
     check_match(&c.matches, sec, &what, errors);
 }
 
+/// The line of each input's and output's `name`, in order.
+#[derive(Default)]
+struct NameLines {
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
 /// Checks across sections: unique names, at least one input and output.
-fn check_whole(cfg: &Config, sections: &[Section<'_>], errors: &mut Vec<ConfigError>) {
-    let line_of_named = |kind: &str, name: &str| -> usize {
-        sections
-            .iter()
-            .filter(|s| s.name == kind)
-            .find(|s| {
-                toml::from_str::<toml::Table>(s.text)
-                    .ok()
-                    .and_then(|t| t.get(kind).cloned())
-                    .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
-                    .and_then(|v| v.get("name").and_then(|n| n.as_str().map(str::to_owned)))
-                    .as_deref()
-                    == Some(name)
-            })
-            .map_or(1, |s| key_line(s, "name"))
-    };
+fn check_whole(
+    cfg: &Config,
+    sections: &[Section<'_>],
+    lines: &NameLines,
+    errors: &mut Vec<ConfigError>,
+) {
     let mut seen = std::collections::HashSet::new();
-    for i in &cfg.inputs {
+    for (k, i) in cfg.inputs.iter().enumerate() {
         if !seen.insert(&i.name) {
             err(
                 errors,
-                line_of_named("input", &i.name),
+                lines.inputs[k],
                 format!("[[input]]: name \"{}\" is used twice", i.name),
             );
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for o in &cfg.outputs {
+    for (k, o) in cfg.outputs.iter().enumerate() {
         if !seen.insert(&o.name) {
             err(
                 errors,
-                line_of_named("output", &o.name),
+                lines.outputs[k],
                 format!("[[output]]: name \"{}\" is used twice", o.name),
             );
         }
     }
     let mut listens = std::collections::HashMap::new();
-    for i in &cfg.inputs {
+    for (k, i) in cfg.inputs.iter().enumerate() {
         let proto = if i.kind == InputType::Udp {
             "udp"
         } else {
@@ -864,7 +864,7 @@ fn check_whole(cfg: &Config, sections: &[Section<'_>], errors: &mut Vec<ConfigEr
         {
             err(
                 errors,
-                line_of_named("input", &i.name),
+                lines.inputs[k],
                 format!(
                     "[[input]] \"{}\": {} {} is also used by input \"{prev}\"",
                     i.name, proto, i.listen

@@ -25,7 +25,7 @@ use crate::config::{OutputConfig, OutputType, Transport, WhenFull};
 use crate::encode::{Encoder, Format, Framing, Names};
 use crate::matcher::Matcher;
 use crate::metrics::{Metrics, OutputMetrics, drop_reason, record as record_latency};
-use sinks::{FileSink, Sink, StdoutSink, TcpSink, UdpSink};
+use sinks::{FileSink, Sink, StdoutSink, TcpSink, TlsSink, UdpSink};
 
 /// Write when the buffer holds this much, even if more is queued.
 const WRITE_AT: usize = 256 * 1024;
@@ -103,7 +103,21 @@ pub fn start_output(
                     Encoder::new(format, Framing::None),
                 ),
                 Transport::Tls => {
-                    anyhow::bail!("output \"{}\": TLS transport is not built yet", cfg.name)
+                    let tls = crate::tls::client_config(
+                        cfg.tls_ca.as_deref(),
+                        cfg.tls_cert.as_deref(),
+                        cfg.tls_key.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?;
+                    let name = cfg.tls_server_name.clone().unwrap_or_else(|| {
+                        let host = target.rsplit_once(':').map_or(target.as_str(), |(h, _)| h);
+                        host.trim_matches(['[', ']']).to_string()
+                    });
+                    (
+                        Box::new(TlsSink::new(target, name, tls)),
+                        // RFC 5425 section 4.3: octet counting only.
+                        Encoder::new(format, Framing::OctetCounting),
+                    )
                 }
             }
         }

@@ -175,6 +175,9 @@ pub struct OutputMetrics {
     pub latency: Latency,
 }
 
+/// A closure that appends more exposition text.
+pub type ExtraRender = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// Stage names, in pipeline order.
 pub const STAGES: [&str; 4] = ["parse", "classify", "enrich", "forward"];
 
@@ -188,7 +191,7 @@ pub struct Metrics {
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     /// Extra exposition appended by other parts (archive).
-    pub extra: Mutex<Vec<Arc<dyn Fn(&mut String) + Send + Sync>>>,
+    pub extra: Mutex<Vec<ExtraRender>>,
 }
 
 impl Metrics {

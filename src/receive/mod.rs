@@ -58,6 +58,8 @@ pub struct InputRuntime {
     pub max_connections: usize,
     pub allow: CidrSet,
     pub idle_timeout: Option<Duration>,
+    /// TLS inputs: the server config (certificate, key, client CA).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Sockets bound at start-up, before any thread runs, so that bind errors
@@ -89,6 +91,16 @@ pub fn bind_inputs(cfg: &Config) -> anyhow::Result<BoundInputs> {
             max_connections: i.max_connections,
             allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
             idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
+            tls: match (i.kind, &i.tls_cert, &i.tls_key) {
+                (InputType::Tls, Some(c), Some(k)) => Some(
+                    crate::tls::server_config(c, k, i.tls_client_ca.as_deref())
+                        .map_err(|e| anyhow::anyhow!("input \"{}\": {e}", i.name))?,
+                ),
+                (InputType::Tls, _, _) => {
+                    anyhow::bail!("input \"{}\": TLS needs tls_cert and tls_key", i.name)
+                }
+                _ => None,
+            },
         });
         match i.kind {
             InputType::Udp => {
@@ -564,6 +576,16 @@ impl Worker {
 
     fn close(&mut self, key: usize) {
         if let Some(mut c) = self.conns.try_remove(key) {
+            if c.stream.handshake_failed() {
+                let m = &self.sink.metrics.inputs[c.input as usize];
+                m.refused[refuse::TLS].inc();
+                warn_limited!(
+                    self.refuse_log,
+                    "input \"{}\": TLS handshake with {} failed",
+                    self.inputs[c.input as usize].name,
+                    c.peer
+                );
+            }
             let _ = self.poll.registry().deregister(c.stream.tcp_mut());
             self.sink.metrics.inputs[c.input as usize]
                 .connections
@@ -689,21 +711,38 @@ impl Worker {
     }
 
     fn register(&mut self, (stream, peer, input): NewConn) {
-        let max = self.inputs[input as usize].max_message_bytes;
+        let rt = &self.inputs[input as usize];
+        let max = rt.max_message_bytes;
+        let (stream, interest) = match &rt.tls {
+            None => (Stream::Plain(stream), Interest::READABLE),
+            Some(cfg) => match crate::tls::ServerStream::new(stream, cfg.clone()) {
+                // The handshake writes too.
+                Ok(t) => (
+                    Stream::Tls(Box::new(t)),
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+                Err(e) => {
+                    log::warn!("input \"{}\": TLS for {peer}: {e}", rt.name);
+                    self.sink.metrics.inputs[input as usize].connections.add(-1);
+                    self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn {
-            stream: Stream::Plain(stream),
+            stream,
             framer: Framer::new(max),
             input,
             peer,
             last_active: Instant::now(),
         };
-        if let Err(e) = self.poll.registry().register(
-            conn.stream.tcp_mut(),
-            Token(CONN_BASE + key),
-            Interest::READABLE,
-        ) {
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(conn.stream.tcp_mut(), Token(CONN_BASE + key), interest)
+        {
             log::warn!("cannot watch connection from {peer}: {e}");
             self.sink.metrics.inputs[input as usize].connections.add(-1);
             self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);

@@ -210,10 +210,16 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
 }
 
-/// Reads an NDJSON file (missing file = no records).
+/// Reads an NDJSON file (missing file = no records). A last line without
+/// its newline is still being written and is left out.
 pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
