@@ -68,7 +68,7 @@ const FRONT: [&[u8]; 4] = [
 ];
 
 /// Keys only Windows events carry (System or EventData names, agent
-/// envelopes).
+/// envelopes). Generic names (`target`, `computer_id`) are not enough.
 fn is_windows_key(k: &[u8]) -> bool {
     const EXACT: [&[u8]; 9] = [
         b"channel",
@@ -81,15 +81,29 @@ fn is_windows_key(k: &[u8]) -> bool {
         b"record_number",
         b"logonprocessname",
     ];
-    EXACT.contains(&k)
-        || k.starts_with(b"target")
-        || k.starts_with(b"subject")
-        || k.starts_with(b"winlog_")
-        || k.starts_with(b"eventdata_")
-        || k.starts_with(b"event_eventdata_")
-        || k.starts_with(b"event_data_")
-        || k.starts_with(b"event_system_")
-        || k.starts_with(b"system_")
+    const PREFIXES: [&[u8]; 17] = [
+        b"targetuser",
+        b"targetdomain",
+        b"targetlogon",
+        b"targetsid",
+        b"subjectuser",
+        b"subjectdomain",
+        b"subjectlogon",
+        b"target_user",
+        b"target_domain",
+        b"subject_user",
+        b"subject_domain",
+        b"winlog_",
+        b"eventdata_",
+        b"event_eventdata_",
+        b"event_data_",
+        b"event_system_",
+        b"system_",
+    ];
+    matches!(
+        k.first(),
+        Some(b'c' | b'p' | b's' | b'r' | b'l' | b't' | b'w' | b'e')
+    ) && (EXACT.contains(&k) || PREFIXES.iter().any(|p| k.starts_with(p)))
 }
 
 /// A Windows event id: 1 to 5 digits.
@@ -102,7 +116,13 @@ pub fn recognise(fields: &Fields<'_>, need_hint: bool) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     let mut hint = !need_hint;
     for (i, f) in fields.as_slice().iter().enumerate() {
-        if let Some(rank) = EVENT_ID_KEYS.iter().position(|k| *k == f.key) {
+        // Every event id key starts with e, w or s: one byte test spares
+        // most keys the five comparisons.
+        let id_rank = match f.key.first() {
+            Some(b'e' | b'w' | b's') => EVENT_ID_KEYS.iter().position(|k| *k == f.key),
+            _ => None,
+        };
+        if let Some(rank) = id_rank {
             if is_event_id(f.value) && best.is_none_or(|(r, _)| rank < r) {
                 best = Some((rank, i));
             }
@@ -195,6 +215,10 @@ fn filter_slot(k: &[u8]) -> usize {
 
 /// The schema name of a nested or snake_case key, if it is one.
 fn schema_name(key: &[u8]) -> Option<&[u8]> {
+    // Prefixes and aliases start with one of these bytes.
+    if !matches!(key.first(), Some(b'w' | b'e' | b't' | b's' | b'i' | b'l')) {
+        return None;
+    }
     let bare = DATA_PREFIXES
         .iter()
         .find_map(|p| key.strip_prefix(*p))
@@ -284,6 +308,8 @@ mod tests {
         assert_eq!(recognise(&f, true), None);
         assert_eq!(recognise(&f, false), Some(0));
         let f = fields(&bump, &[("eventid", "abc"), ("targetusername", "x")]);
+        assert_eq!(recognise(&f, true), None);
+        let f = fields(&bump, &[("eventid", "7"), ("target", "db1")]);
         assert_eq!(recognise(&f, true), None);
     }
 
