@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use bumpalo::Bump;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -162,4 +162,31 @@ fn cef_parser(c: &mut Criterion) {
 }
 
 criterion_group!(benches, classify_by_kind, cef_parser);
-criterion_main!(benches);
+
+/// `criterion_main!`, except that libtest's `--test-threads` is dropped:
+/// `cargo test --all-targets -- --test-threads=2` (scripts/test.sh) hands
+/// it to every target, and criterion refuses flags it does not know. The
+/// binary runs itself again without it, in criterion's test mode (each
+/// benchmark once).
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a.starts_with("--test-threads")) {
+        let mut rest = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if a == "--test-threads" {
+                it.next();
+            } else if !a.starts_with("--test-threads=") {
+                rest.push(a);
+            }
+        }
+        let me = std::env::current_exe().expect("own path");
+        let status = std::process::Command::new(me)
+            .args(rest)
+            .status()
+            .expect("run self");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
