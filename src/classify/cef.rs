@@ -173,74 +173,105 @@ pub fn severity_label(sev: &[u8]) -> Option<&'static [u8]> {
         })
 }
 
-/// The readable name of a standard CEF extension key (ArcSight's
-/// dictionary), or None for keys kept under their own (normalised) name.
-/// `suser`/`duser` become `src_user_name`/`dst_user_name`, leaving
+/// Standard CEF extension keys (ArcSight's dictionary) and their readable
+/// names. `suser`/`duser` become `src_user_name`/`dst_user_name`, leaving
 /// `src_user` to identity enrichment.
+const READABLE: [(&[u8], &[u8]); 60] = [
+    (b"src", b"src_ip"),
+    (b"dst", b"dst_ip"),
+    (b"spt", b"src_port"),
+    (b"dpt", b"dst_port"),
+    (b"smac", b"src_mac"),
+    (b"dmac", b"dst_mac"),
+    (b"shost", b"src_host"),
+    (b"dhost", b"dst_host"),
+    (b"suser", b"src_user_name"),
+    (b"duser", b"dst_user_name"),
+    (b"suid", b"src_user_id"),
+    (b"duid", b"dst_user_id"),
+    (b"spriv", b"src_user_privileges"),
+    (b"dpriv", b"dst_user_privileges"),
+    (b"sntdom", b"src_nt_domain"),
+    (b"dntdom", b"dst_nt_domain"),
+    (b"sproc", b"src_process"),
+    (b"dproc", b"dst_process"),
+    (b"spid", b"src_pid"),
+    (b"dpid", b"dst_pid"),
+    (b"sourceTranslatedAddress", b"src_nat_ip"),
+    (b"destinationTranslatedAddress", b"dst_nat_ip"),
+    (b"sourceTranslatedPort", b"src_nat_port"),
+    (b"destinationTranslatedPort", b"dst_nat_port"),
+    (b"sourceDnsDomain", b"src_dns_domain"),
+    (b"destinationDnsDomain", b"dst_dns_domain"),
+    (b"sourceServiceName", b"src_service"),
+    (b"destinationServiceName", b"dst_service"),
+    (b"msg", b"message"),
+    (b"rt", b"receipt_time"),
+    (b"start", b"start_time"),
+    (b"end", b"end_time"),
+    (b"act", b"action"),
+    (b"app", b"app_protocol"),
+    (b"proto", b"protocol"),
+    (b"cat", b"category"),
+    (b"cnt", b"event_count"),
+    (b"in", b"bytes_in"),
+    (b"out", b"bytes_out"),
+    (b"outcome", b"outcome"),
+    (b"reason", b"reason"),
+    (b"request", b"url"),
+    (b"requestMethod", b"request_method"),
+    (b"requestClientApplication", b"user_agent"),
+    (b"externalId", b"external_id"),
+    (b"fname", b"file_name"),
+    (b"filePath", b"file_path"),
+    (b"fsize", b"file_size"),
+    (b"fileHash", b"file_hash"),
+    (b"dvc", b"device_ip"),
+    (b"dvchost", b"device_host"),
+    (b"dvcmac", b"device_mac"),
+    (b"dvcpid", b"device_pid"),
+    (b"dtz", b"device_timezone"),
+    (b"deviceDirection", b"direction"),
+    (b"deviceExternalId", b"device_external_id"),
+    (b"deviceFacility", b"device_facility"),
+    (b"deviceInboundInterface", b"in_interface"),
+    (b"deviceOutboundInterface", b"out_interface"),
+    (b"deviceProcessName", b"device_process"),
+];
+
+/// The first eight bytes of a key, zero-padded, as one integer: keys are
+/// told apart by one integer comparison each (no byte-string compare
+/// chain), and only a hit is checked in full.
+const fn prefix8(k: &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < k.len() && i < 8 {
+        v |= (k[i] as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
+static READABLE_PREFIX: [u64; READABLE.len()] = {
+    let mut out = [0u64; READABLE.len()];
+    let mut i = 0;
+    while i < READABLE.len() {
+        out[i] = prefix8(READABLE[i].0);
+        i += 1;
+    }
+    out
+};
+
+/// The readable name of a standard CEF extension key ([`READABLE`]), or
+/// None for keys kept under their own (normalised) name.
+#[inline]
 pub fn readable_key(key: &[u8]) -> Option<&'static [u8]> {
-    Some(match key {
-        b"src" => b"src_ip",
-        b"dst" => b"dst_ip",
-        b"spt" => b"src_port",
-        b"dpt" => b"dst_port",
-        b"smac" => b"src_mac",
-        b"dmac" => b"dst_mac",
-        b"shost" => b"src_host",
-        b"dhost" => b"dst_host",
-        b"suser" => b"src_user_name",
-        b"duser" => b"dst_user_name",
-        b"suid" => b"src_user_id",
-        b"duid" => b"dst_user_id",
-        b"spriv" => b"src_user_privileges",
-        b"dpriv" => b"dst_user_privileges",
-        b"sntdom" => b"src_nt_domain",
-        b"dntdom" => b"dst_nt_domain",
-        b"sproc" => b"src_process",
-        b"dproc" => b"dst_process",
-        b"spid" => b"src_pid",
-        b"dpid" => b"dst_pid",
-        b"sourceTranslatedAddress" => b"src_nat_ip",
-        b"destinationTranslatedAddress" => b"dst_nat_ip",
-        b"sourceTranslatedPort" => b"src_nat_port",
-        b"destinationTranslatedPort" => b"dst_nat_port",
-        b"sourceDnsDomain" => b"src_dns_domain",
-        b"destinationDnsDomain" => b"dst_dns_domain",
-        b"sourceServiceName" => b"src_service",
-        b"destinationServiceName" => b"dst_service",
-        b"msg" => b"message",
-        b"rt" => b"receipt_time",
-        b"start" => b"start_time",
-        b"end" => b"end_time",
-        b"act" => b"action",
-        b"app" => b"app_protocol",
-        b"proto" => b"protocol",
-        b"cat" => b"category",
-        b"cnt" => b"event_count",
-        b"in" => b"bytes_in",
-        b"out" => b"bytes_out",
-        b"outcome" => b"outcome",
-        b"reason" => b"reason",
-        b"request" => b"url",
-        b"requestMethod" => b"request_method",
-        b"requestClientApplication" => b"user_agent",
-        b"externalId" => b"external_id",
-        b"fname" => b"file_name",
-        b"filePath" => b"file_path",
-        b"fsize" => b"file_size",
-        b"fileHash" => b"file_hash",
-        b"dvc" => b"device_ip",
-        b"dvchost" => b"device_host",
-        b"dvcmac" => b"device_mac",
-        b"dvcpid" => b"device_pid",
-        b"dtz" => b"device_timezone",
-        b"deviceDirection" => b"direction",
-        b"deviceExternalId" => b"device_external_id",
-        b"deviceFacility" => b"device_facility",
-        b"deviceInboundInterface" => b"in_interface",
-        b"deviceOutboundInterface" => b"out_interface",
-        b"deviceProcessName" => b"device_process",
-        _ => return None,
-    })
+    let p = prefix8(key);
+    READABLE_PREFIX
+        .iter()
+        .zip(READABLE.iter())
+        .find(|(q, (k, _))| **q == p && *k == key)
+        .map(|(_, (_, v))| *v)
 }
 
 fn dialect_key(key: &[u8], dialect: Dialect) -> Option<&'static [u8]> {
@@ -281,8 +312,15 @@ pub fn push_extension<'a>(
     let mut labels: [(&'a [u8], &'a [u8]); MAX_LABELS] = [(b"", b""); MAX_LABELS];
     let mut n_labels = 0;
     let mut ok = true;
+    // One scan for the whole extension spares each value its own.
+    let escapes = memchr(b'\\', ext).is_some();
     let mut emit = |fields: &mut Fields<'a>, key: &'a [u8], raw: &'a [u8]| {
-        let value = unescape_value(bump, trim_separator(raw));
+        let raw = trim_separator(raw);
+        let value = if escapes {
+            unescape_value(bump, raw)
+        } else {
+            raw
+        };
         if key.len() > 5 && key.ends_with(b"Label") && n_labels < MAX_LABELS {
             labels[n_labels] = (&key[..key.len() - 5], value);
             n_labels += 1;
@@ -495,6 +533,22 @@ mod tests {
         assert_eq!(get(&f, "src_ip"), Some("1.2.3.4"));
         let (ok, _) = parse("CEF:0|V|P|1|s|n|3|");
         assert!(ok);
+    }
+
+    #[test]
+    fn every_standard_key_finds_its_own_readable_name() {
+        for (i, (k, v)) in READABLE.iter().enumerate() {
+            assert_eq!(readable_key(k), Some(*v));
+            assert!(READABLE[..i].iter().all(|(k2, v2)| k2 != k && v2 != v));
+        }
+        // Same first eight bytes, different keys.
+        assert_eq!(
+            readable_key(b"sourceTranslatedPort"),
+            Some(&b"src_nat_port"[..])
+        );
+        assert_eq!(readable_key(b"sourceTranslated"), None);
+        assert_eq!(readable_key(b"sr"), None);
+        assert_eq!(readable_key(b"srcx"), None);
     }
 
     #[test]
