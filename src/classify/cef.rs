@@ -17,7 +17,7 @@
 //! the heap and never fails: what does not parse is kept and reported.
 
 use bumpalo::Bump;
-use memchr::{memchr, memchr_iter, memchr2};
+use memchr::{memchr, memchr_iter, memchr2_iter};
 
 use crate::record::{Fields, normalize_key};
 
@@ -78,32 +78,32 @@ pub fn split_header<'a>(bump: &'a Bump, cef: &'a [u8]) -> (Header<'a>, Option<&'
     let s = &cef[4.min(cef.len())..];
     let mut h = Header::default();
     let mut start = 0;
-    let mut i = 0;
+    // One SIMD scan for both delimiters (a search per field costs more
+    // than the field); a backslash makes the next byte plain text.
+    let mut skip_to = 0;
     let mut escaped = false;
-    while h.count < 7 {
-        match memchr2(b'|', b'\\', &s[i..]) {
-            Some(off) if s[i + off] == b'\\' => {
-                escaped = true;
-                i = (i + off + 2).min(s.len());
-            }
-            Some(off) => {
-                let end = i + off;
-                h.fields[h.count] = unescape_header(bump, &s[start..end], escaped);
-                h.count += 1;
-                start = end + 1;
-                i = start;
-                escaped = false;
-            }
-            None => {
-                if start < s.len() {
-                    h.fields[h.count] = unescape_header(bump, &s[start..], escaped);
-                    h.count += 1;
-                }
-                return (h, None);
-            }
+    for i in memchr2_iter(b'|', b'\\', s) {
+        if i < skip_to {
+            continue;
+        }
+        if s[i] == b'\\' {
+            escaped = true;
+            skip_to = i + 2;
+            continue;
+        }
+        h.fields[h.count] = unescape_header(bump, &s[start..i], escaped);
+        h.count += 1;
+        start = i + 1;
+        escaped = false;
+        if h.count == 7 {
+            return (h, Some(&s[start..]));
         }
     }
-    (h, Some(&s[start..]))
+    if start < s.len() {
+        h.fields[h.count] = unescape_header(bump, &s[start..], escaped);
+        h.count += 1;
+    }
+    (h, None)
 }
 
 /// `\|` → `|`, `\\` → `\` (CEF header escapes); other backslashes stay.
@@ -239,9 +239,8 @@ const READABLE: [(&[u8], &[u8]); 60] = [
     (b"deviceProcessName", b"device_process"),
 ];
 
-/// The first eight bytes of a key, zero-padded, as one integer: keys are
-/// told apart by one integer comparison each (no byte-string compare
-/// chain), and only a hit is checked in full.
+/// The first eight bytes of a key, zero-padded, as one integer (what
+/// [`READABLE_SLOTS`] hashes).
 const fn prefix8(k: &[u8]) -> u64 {
     let mut v = 0u64;
     let mut i = 0;
@@ -252,14 +251,26 @@ const fn prefix8(k: &[u8]) -> u64 {
     v
 }
 
-static READABLE_PREFIX: [u64; READABLE.len()] = {
-    let mut out = [0u64; READABLE.len()];
+/// Slot of a key prefix in [`READABLE_SLOTS`] (Fibonacci hashing).
+const fn slot(p: u64) -> usize {
+    (p.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as usize
+}
+
+/// Open-addressed table (linear probing) of [`READABLE`] indexes + 1,
+/// built at compile time: a lookup hashes the key's first eight bytes and
+/// usually compares once.
+static READABLE_SLOTS: [u8; 128] = {
+    let mut t = [0u8; 128];
     let mut i = 0;
     while i < READABLE.len() {
-        out[i] = prefix8(READABLE[i].0);
+        let mut h = slot(prefix8(READABLE[i].0));
+        while t[h] != 0 {
+            h = (h + 1) & 127;
+        }
+        t[h] = (i + 1) as u8;
         i += 1;
     }
-    out
+    t
 };
 
 /// The readable name of a standard CEF extension key ([`READABLE`]), or
@@ -267,11 +278,14 @@ static READABLE_PREFIX: [u64; READABLE.len()] = {
 #[inline]
 pub fn readable_key(key: &[u8]) -> Option<&'static [u8]> {
     let p = prefix8(key);
-    READABLE_PREFIX
-        .iter()
-        .zip(READABLE.iter())
-        .find(|(q, (k, _))| **q == p && *k == key)
-        .map(|(_, (_, v))| *v)
+    let mut h = slot(p);
+    loop {
+        let (k, v) = READABLE[READABLE_SLOTS[h].checked_sub(1)? as usize];
+        if k == key {
+            return Some(v);
+        }
+        h = (h + 1) & 127;
+    }
 }
 
 fn dialect_key(key: &[u8], dialect: Dialect) -> Option<&'static [u8]> {
@@ -312,15 +326,16 @@ pub fn push_extension<'a>(
     let mut labels: [(&'a [u8], &'a [u8]); MAX_LABELS] = [(b"", b""); MAX_LABELS];
     let mut n_labels = 0;
     let mut ok = true;
-    // One scan for the whole extension spares each value its own.
-    let escapes = memchr(b'\\', ext).is_some();
-    let mut emit = |fields: &mut Fields<'a>, key: &'a [u8], raw: &'a [u8]| {
-        let raw = trim_separator(raw);
-        let value = if escapes {
-            unescape_value(bump, raw)
-        } else {
-            raw
-        };
+    // Backslashes are found by one iterator over the whole extension: a
+    // value is unescaped only when the next backslash falls inside it.
+    let mut backslashes = memchr_iter(b'\\', ext).peekable();
+    let mut emit = |fields: &mut Fields<'a>, key: &'a [u8], start: usize, end: usize| {
+        let raw = trim_separator(&ext[start..end]);
+        let mut value = raw;
+        if backslashes.peek().is_some_and(|&b| b < end) {
+            value = unescape_value(bump, raw);
+            while backslashes.next_if(|&b| b < end).is_some() {}
+        }
         if key.len() > 5 && key.ends_with(b"Label") && n_labels < MAX_LABELS {
             labels[n_labels] = (&key[..key.len() - 5], value);
             n_labels += 1;
@@ -341,7 +356,7 @@ pub fn push_extension<'a>(
             continue;
         }
         match cur {
-            Some(k) => emit(fields, k, &ext[value_start..ks]),
+            Some(k) => emit(fields, k, value_start, ks),
             None => {
                 let lead = trim_separator(&ext[..ks]);
                 if !lead.trim_ascii().is_empty() {
@@ -354,7 +369,7 @@ pub fn push_extension<'a>(
         value_start = eq + 1;
     }
     match cur {
-        Some(k) => emit(fields, k, &ext[value_start..]),
+        Some(k) => emit(fields, k, value_start, ext.len()),
         None => {
             let rest = ext.trim_ascii();
             if !rest.is_empty() {

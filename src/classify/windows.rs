@@ -28,7 +28,7 @@
 
 use bumpalo::Bump;
 
-use crate::record::Fields;
+use crate::record::{Field, Fields};
 
 /// Where agents put the event id, best first (normalised key names).
 const EVENT_ID_KEYS: [&[u8]; 5] = [
@@ -156,22 +156,56 @@ pub fn normalise<'a>(bump: &'a Bump, fields: &mut Fields<'a>, id_at: usize) {
         }
     }
     dedupe(bump, fields);
-    if let Some(eventid) = fields.get(b"eventid") {
-        render_ipaddress(bump, fields, is_kerberos(eventid));
-    }
-    let mut pos = 0;
-    for k in FRONT {
-        if fields.move_to(k, pos) {
-            pos += 1;
+    // One pass finds the fields that go to the front.
+    let mut at = [usize::MAX; FRONT.len()];
+    for (i, f) in fields.as_slice().iter().enumerate() {
+        if !matches!(f.key.first(), Some(b'e' | b't' | b'i')) {
+            continue;
+        }
+        if let Some(j) = FRONT.iter().position(|k| *k == f.key)
+            && at[j] == usize::MAX
+        {
+            at[j] = i;
         }
     }
+    let [id, _, _, ip] = at;
+    if id != usize::MAX && ip != usize::MAX {
+        let mapped = is_kerberos(fields.as_slice()[id].value);
+        render_ipaddress(bump, &mut fields.as_mut_slice()[ip], mapped);
+    }
+    to_front(fields.as_mut_slice(), &at);
+}
+
+/// Moves the fields at `at` (in that order; `usize::MAX` = absent) to the
+/// front, the others keeping their order behind them. One pass, from the
+/// last moved field back.
+fn to_front(s: &mut [Field<'_>], at: &[usize; FRONT.len()]) {
+    let mut front = [Field::default(); FRONT.len()];
+    let mut k = 0;
+    let mut hi = 0;
+    for &i in at.iter().filter(|&&i| i != usize::MAX) {
+        front[k] = s[i];
+        k += 1;
+        hi = hi.max(i);
+    }
+    if k == 0 {
+        return;
+    }
+    let mut w = hi + 1;
+    for i in (0..=hi).rev() {
+        if !at.contains(&i) {
+            w -= 1;
+            s[w] = s[i];
+        }
+    }
+    s[..k].copy_from_slice(&front[..k]);
 }
 
 /// Gives a later key that equals an earlier one a `_2` (`_3`, ...) suffix.
 /// Keys that differ only in case collide once lowercased: NXLog sends the
 /// System `ProcessID` and the EventData `ProcessId` in one object. A
-/// 1024-bit filter on (length, first and last bytes) keeps this O(n); only
-/// a filter hit costs an exact scan of the earlier keys.
+/// 1024-bit filter of key hashes keeps this O(n); only a filter hit costs
+/// an exact scan of the earlier keys.
 fn dedupe<'a>(bump: &'a Bump, fields: &mut Fields<'a>) {
     let mut filter = [0u64; 16];
     for i in 0..fields.len() {
@@ -197,6 +231,7 @@ fn dedupe<'a>(bump: &'a Bump, fields: &mut Fields<'a>) {
     }
 }
 
+/// A 10-bit hash of a key from its length and three of its bytes.
 #[inline]
 fn filter_slot(k: &[u8]) -> usize {
     let (first, last) = match k {
@@ -213,10 +248,23 @@ fn filter_slot(k: &[u8]) -> usize {
         % 1024
 }
 
+/// The first eight bytes of `k`, zero-padded, as one little-endian word.
+#[inline]
+fn prefix8(k: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = k.len().min(8);
+    w[..n].copy_from_slice(&k[..n]);
+    u64::from_le_bytes(w)
+}
+
 /// The schema name of a nested or snake_case key, if it is one.
 fn schema_name(key: &[u8]) -> Option<&[u8]> {
-    // Prefixes and aliases start with one of these bytes.
-    if !matches!(key.first(), Some(b'w' | b'e' | b't' | b's' | b'i' | b'l')) {
+    // Every prefix and alias has an underscore within its first ten
+    // bytes; flat CamelCase-born keys (NXLog's) have none and are done
+    // after one word test (SWAR zero-byte check on the first eight bytes).
+    let x = prefix8(key) ^ 0x5f5f_5f5f_5f5f_5f5f;
+    let underscore8 = (x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080) != 0;
+    if !underscore8 && !matches!(key.get(8..10), Some([b'_', _] | [_, b'_'])) {
         return None;
     }
     let bare = DATA_PREFIXES
@@ -239,15 +287,9 @@ fn is_kerberos(eventid: &[u8]) -> bool {
     )
 }
 
-/// Writes `ipaddress` the way Windows does for the event (see module doc).
-fn render_ipaddress<'a>(bump: &'a Bump, fields: &mut Fields<'a>, mapped: bool) {
-    let Some(f) = fields
-        .as_mut_slice()
-        .iter_mut()
-        .find(|f| f.key == b"ipaddress")
-    else {
-        return;
-    };
+/// Writes the `ipaddress` field `f` the way Windows does for the event
+/// (see module doc).
+fn render_ipaddress<'a>(bump: &'a Bump, f: &mut Field<'a>, mapped: bool) {
     let v = f.value.trim_ascii();
     let Some(plain) = plain_ipv4(v) else {
         return;
