@@ -88,6 +88,18 @@ impl Identity {
         }
     }
 
+    /// Applies new limits (reload); a smaller table evicts its oldest.
+    pub fn reconfigure(&mut self, cfg: &IdentityConfig) {
+        self.ttl_ns = cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64;
+        self.max = cfg.max_entries.max(1);
+        while self.map.len() > self.max {
+            self.evict_oldest();
+        }
+        self.stats
+            .entries
+            .store(self.map.len() as u64, Ordering::Relaxed);
+    }
+
     /// Learns from `rec` if it is a qualifying Windows logon.
     pub fn learn(&mut self, rec: &Record<'_>) {
         if rec.class != class::WINDOWS {
@@ -135,6 +147,19 @@ impl Identity {
     }
 
     fn insert(&mut self, ip: IpAddr, name: [u8; MAX_NAME], len: u8, now: i64) {
+        // The common case: the same user logging on again from the same
+        // address. Refresh in place; requeue only entries that have grown
+        // old in the eviction order.
+        if let Some(e) = self.map.get_mut(&ip)
+            && e.len == len
+            && e.name[..len as usize] == name[..len as usize]
+        {
+            e.seen_ns = now;
+            self.stats.learned.fetch_add(1, Ordering::Relaxed);
+            if self.seq - e.seq < (self.max as u64 / 2).max(1) {
+                return;
+            }
+        }
         self.seq += 1;
         let seq = self.seq;
         let fresh = self

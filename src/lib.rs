@@ -5,7 +5,8 @@
 //! [`record::Record`] in a [`batch::Batch`]) → [`classify`] → [`enrich`] →
 //! [`forward`] (dispatcher, per-output queues, [`encode`] and sinks).
 //! [`pipeline`] wires them; [`config`] checks the TOML that drives them;
-//! [`metrics`] counts everything.
+//! [`metrics`] counts everything; [`top`] watches it from a terminal and
+//! [`notify`] tells systemd how the service is doing.
 
 pub mod batch;
 pub mod classify;
@@ -15,11 +16,14 @@ pub mod encode;
 pub mod enrich;
 pub mod forward;
 pub mod frame;
+pub mod harness;
 pub mod identity;
+pub mod load;
 pub mod logging;
 pub mod matcher;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod receive;
@@ -27,3 +31,4 @@ pub mod record;
 pub mod stage;
 pub mod time;
 pub mod tls;
+pub mod top;

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -335,27 +333,6 @@ fn oversized_frames_and_random_bytes_are_counted_and_the_connection_goes_on() {
     let recs = wait_records(&s.path("out.ndjson"), 5, Duration::from_secs(10));
     assert_eq!(msg(&recs[4], "message"), Some("and-again"));
     assert!(s.stop().success());
-}
-
-/// A TCP syslog peer that collects lines.
-fn collect_lines(listener: TcpListener) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let conns = Arc::new(AtomicUsize::new(0));
-    let (l2, c2) = (lines.clone(), conns.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            c2.fetch_add(1, Ordering::SeqCst);
-            let l3 = l2.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    l3.lock().unwrap().push(line);
-                }
-            });
-        }
-    });
-    (lines, conns)
 }
 
 #[test]

@@ -71,20 +71,27 @@ pub fn class_names(cfg: &[ClassifyConfig]) -> Vec<String> {
     names
 }
 
-/// What the classify stage counted, for `/metrics`. Written only by the
-/// classify thread that owns the [`Classifier`] (plain load + store, no
-/// read-modify-write on the hot path), read at scrape time.
+/// Most classes counted by name; records of classes beyond it (a config
+/// with hundreds of user classes) are counted under `other`.
+const COUNTED_CLASSES: usize = 256;
+
+/// What the classify stage counted, for `/metrics`. Counters are written
+/// only by the classify thread (plain load + store, no read-modify-write
+/// on the hot path) and read at scrape time. They outlive reloads: class
+/// ids are append-only, so a reload only adds names.
 pub struct ClassifyStats {
-    names: Vec<String>,
+    names: parking_lot::Mutex<Vec<String>>,
     records: Box<[AtomicU64]>,
+    other: AtomicU64,
     bad_cef: AtomicU64,
 }
 
 impl ClassifyStats {
     fn new(names: &[String]) -> ClassifyStats {
         ClassifyStats {
-            names: names.to_vec(),
-            records: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            names: parking_lot::Mutex::new(names.to_vec()),
+            records: (0..COUNTED_CLASSES).map(|_| AtomicU64::new(0)).collect(),
+            other: AtomicU64::new(0),
             bad_cef: AtomicU64::new(0),
         }
     }
@@ -94,12 +101,19 @@ impl ClassifyStats {
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
+    #[inline]
+    fn count(&self, class: ClassId) {
+        ClassifyStats::bump(self.records.get(class as usize).unwrap_or(&self.other));
+    }
+
     /// Records given class `name` so far.
     pub fn records(&self, name: &str) -> u64 {
         self.names
+            .lock()
             .iter()
             .position(|n| n == name)
-            .map_or(0, |i| self.records[i].load(Ordering::Relaxed))
+            .and_then(|i| self.records.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Appends the Prometheus exposition of these counters to `out`.
@@ -109,11 +123,18 @@ impl ClassifyStats {
             "# HELP sluice_classify_records_total Records classified, by class.\n\
              # TYPE sluice_classify_records_total counter"
         );
-        for (n, c) in self.names.iter().zip(self.records.iter()) {
+        for (n, c) in self.names.lock().iter().zip(self.records.iter()) {
             let _ = writeln!(
                 out,
                 "sluice_classify_records_total{{class=\"{n}\"}} {}",
                 c.load(Ordering::Relaxed)
+            );
+        }
+        let other = self.other.load(Ordering::Relaxed);
+        if other > 0 {
+            let _ = writeln!(
+                out,
+                "sluice_classify_records_total{{class=\"other\"}} {other}"
             );
         }
         let _ = writeln!(
@@ -168,6 +189,14 @@ impl Classifier {
         self.stats.clone()
     }
 
+    /// Takes `new`'s rules (reload), keeping this classifier's counters
+    /// and adding the new class names.
+    pub fn take_rules(&mut self, new: Classifier) {
+        self.rules = new.rules;
+        let names = new.stats.names.lock().clone();
+        *self.stats.names.lock() = names;
+    }
+
     /// Classifies one record and fills in its class's fields.
     pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         let user = self.rules.iter().find(|r| r.matches(rec)).map(|r| r.class);
@@ -182,9 +211,7 @@ impl Classifier {
             rec.flaws |= flaw::BAD_CEF;
             ClassifyStats::bump(&self.stats.bad_cef);
         }
-        if let Some(c) = self.stats.records.get(rec.class as usize) {
-            ClassifyStats::bump(c);
-        }
+        self.stats.count(rec.class);
     }
 }
 
@@ -323,6 +350,34 @@ mod tests {
         let r = classify(&mut c, &bump, cef, "10.8.1.1:514");
         assert_eq!(r.class, class::CEF);
         assert_eq!(r.fields.get(b"src_ip"), Some(&b"1.2.3.4"[..]));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counters_and_adds_class_names() {
+        let mut c = Classifier::new(&[], &names(&[])).unwrap();
+        let stats = c.stats();
+        let bump = Bump::new();
+        classify(
+            &mut c,
+            &bump,
+            "<13>Oct 11 22:14:15 h app: x",
+            "10.0.0.1:514",
+        );
+        let n = names(&["firewall"]);
+        let new = Classifier::new(&[rule("firewall", &["10.9.0.0/16"], None)], &n).unwrap();
+        c.take_rules(new);
+        let r = classify(
+            &mut c,
+            &bump,
+            "<13>Oct 11 22:14:15 h app: y",
+            "10.9.0.1:514",
+        );
+        assert_eq!(n.class(r.class), "firewall");
+        assert_eq!(stats.records("syslog"), 1);
+        assert_eq!(stats.records("firewall"), 1);
+        let mut text = String::new();
+        stats.render(&mut text);
+        assert!(text.contains("sluice_classify_records_total{class=\"firewall\"} 1"));
     }
 
     #[test]

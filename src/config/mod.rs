@@ -24,7 +24,7 @@ pub use units::{ByteSize, HumanDuration};
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// The whole config file.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Config {
     pub pipeline: PipelineConfig,
     pub metrics: MetricsConfig,
@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// `[pipeline]`: threads and queues.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Input worker threads, each pinned to a core. Default: one per core.
@@ -68,7 +68,7 @@ impl Default for PipelineConfig {
 }
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address serving `/metrics`. Default: none (no endpoint).
@@ -76,7 +76,7 @@ pub struct MetricsConfig {
 }
 
 /// `[identity]`: who holds which IP, learned from Windows logons.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
     /// Learn from 4624/4768 and add `src_user`. Default true.
@@ -106,7 +106,7 @@ pub enum InputType {
 }
 
 /// `[[input]]`: a listening socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     /// Unique name, shown in metrics and `meta.input`.
@@ -226,7 +226,7 @@ impl OneOrMany {
 pub type MatchConfig = BTreeMap<String, OneOrMany>;
 
 /// `[[output]]`: where records go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub name: String,
@@ -254,6 +254,11 @@ pub struct OutputConfig {
     /// Queue capacity in batches. Default 64.
     #[serde(default = "default_output_queue")]
     pub queue_batches: usize,
+    /// Threads encoding this output's records (order is kept). Default: 2
+    /// for the JSON-based formats (json, v2) on machines with 2 or more
+    /// cores, else 1.
+    #[serde(default)]
+    pub encode_threads: Option<usize>,
     /// Which records go here. Default: all.
     #[serde(default, rename = "match")]
     pub matches: MatchConfig,
@@ -298,7 +303,7 @@ fn default_disk_queue_max() -> ByteSize {
 }
 
 /// `[[enrich]]`: add fields to matching records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
     /// Optional name, for logs and metrics.
@@ -311,7 +316,7 @@ pub struct EnrichConfig {
 }
 
 /// `[[classify]]`: a user rule, tried before the built-in classes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
     /// The class records matching this rule get.

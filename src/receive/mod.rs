@@ -30,7 +30,7 @@ use crate::batch::{Batch, BatchOwner, Pool};
 use crate::config::{Config, InputType};
 use crate::frame::{FrameKind, Framer};
 use crate::logging::RateLimit;
-use crate::metrics::{LocalHist, Metrics, record as record_latency, refuse};
+use crate::metrics::{InputMetrics, LocalHist, Metrics, record as record_latency, refuse};
 use crate::net::CidrSet;
 use crate::parse::Parser;
 use crate::record::flaw;
@@ -62,12 +62,85 @@ pub struct InputRuntime {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Sockets bound at start-up, before any thread runs, so that bind errors
-/// stop start-up with a clear message.
+/// The runtime settings of one input.
+pub fn runtime_of(id: u16, i: &crate::config::InputConfig) -> anyhow::Result<InputRuntime> {
+    Ok(InputRuntime {
+        id,
+        name: i.name.clone(),
+        kind: i.kind,
+        max_message_bytes: i.max_message_bytes.as_usize(),
+        max_connections: i.max_connections,
+        allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
+        idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
+        tls: match (i.kind, &i.tls_cert, &i.tls_key) {
+            (InputType::Tls, Some(c), Some(k)) => Some(
+                crate::tls::server_config(c, k, i.tls_client_ca.as_deref())
+                    .map_err(|e| anyhow::anyhow!("input \"{}\": {e}", i.name))?,
+            ),
+            (InputType::Tls, _, _) => {
+                anyhow::bail!("input \"{}\": TLS needs tls_cert and tls_key", i.name)
+            }
+            _ => None,
+        },
+    })
+}
+
+/// The sockets of one input, bound before any worker sees them so that a
+/// bind error is reported at start-up (or refuses a reload).
+pub enum InputSockets {
+    /// One SO_REUSEPORT socket per worker.
+    Udp(Vec<mio::net::UdpSocket>),
+    Tcp(mio::net::TcpListener),
+}
+
+/// Binds input `i` for `workers` workers; returns the sockets and the
+/// address they got.
+pub fn bind_input(
+    i: &crate::config::InputConfig,
+    workers: usize,
+) -> anyhow::Result<(InputSockets, SocketAddr)> {
+    let listen: SocketAddr = i.listen.parse()?;
+    match i.kind {
+        InputType::Udp => {
+            let want = i.receive_buffer.as_usize();
+            let (socks, granted) =
+                udp::bind_reuseport(listen, workers.max(1), want).map_err(|e| {
+                    anyhow::anyhow!("input \"{}\": cannot bind UDP {listen}: {e}", i.name)
+                })?;
+            if granted < want {
+                log::warn!(
+                    "input \"{}\": asked for a {} KiB receive buffer, the kernel granted {} KiB \
+                     (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                    i.name,
+                    want / 1024,
+                    granted / 1024
+                );
+            }
+            let addr = socks[0].local_addr()?;
+            Ok((InputSockets::Udp(socks), addr))
+        }
+        InputType::Tcp | InputType::Tls => {
+            let l = tcp::bind_listener(listen).map_err(|e| {
+                anyhow::anyhow!("input \"{}\": cannot bind TCP {listen}: {e}", i.name)
+            })?;
+            let addr = l.local_addr()?;
+            Ok((InputSockets::Tcp(l), addr))
+        }
+    }
+}
+
+/// The protocol name an input is logged with.
+pub fn proto_name(kind: InputType) -> &'static str {
+    match kind {
+        InputType::Udp => "udp",
+        InputType::Tcp => "tcp",
+        InputType::Tls => "tls",
+    }
+}
+
+/// Sockets bound at start-up.
 pub struct BoundInputs {
-    /// Per UDP input: one socket per worker.
-    pub udp: Vec<(u16, Vec<mio::net::UdpSocket>)>,
-    pub tcp: Vec<(u16, mio::net::TcpListener)>,
+    pub sockets: Vec<(u16, InputSockets)>,
     /// (input name, protocol, address) as bound.
     pub addrs: Vec<(String, &'static str, SocketAddr)>,
     pub runtime: Arc<Vec<InputRuntime>>,
@@ -75,82 +148,43 @@ pub struct BoundInputs {
 
 /// Binds every input of `cfg`.
 pub fn bind_inputs(cfg: &Config) -> anyhow::Result<BoundInputs> {
-    let workers = cfg.pipeline.workers.max(1);
-    let mut udp = Vec::new();
-    let mut tcp = Vec::new();
+    let mut sockets = Vec::new();
     let mut addrs = Vec::new();
     let mut runtime = Vec::new();
     for (id, i) in cfg.inputs.iter().enumerate() {
-        let id = id as u16;
-        let listen: SocketAddr = i.listen.parse()?;
-        runtime.push(InputRuntime {
-            id,
-            name: i.name.clone(),
-            kind: i.kind,
-            max_message_bytes: i.max_message_bytes.as_usize(),
-            max_connections: i.max_connections,
-            allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
-            idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
-            tls: match (i.kind, &i.tls_cert, &i.tls_key) {
-                (InputType::Tls, Some(c), Some(k)) => Some(
-                    crate::tls::server_config(c, k, i.tls_client_ca.as_deref())
-                        .map_err(|e| anyhow::anyhow!("input \"{}\": {e}", i.name))?,
-                ),
-                (InputType::Tls, _, _) => {
-                    anyhow::bail!("input \"{}\": TLS needs tls_cert and tls_key", i.name)
-                }
-                _ => None,
-            },
-        });
-        match i.kind {
-            InputType::Udp => {
-                let want = i.receive_buffer.as_usize();
-                let (socks, granted) = udp::bind_reuseport(listen, workers, want).map_err(|e| {
-                    anyhow::anyhow!("input \"{}\": cannot bind UDP {listen}: {e}", i.name)
-                })?;
-                if granted < want {
-                    log::warn!(
-                        "input \"{}\": asked for a {} KiB receive buffer, the kernel granted {} KiB \
-                         (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
-                        i.name,
-                        want / 1024,
-                        granted / 1024
-                    );
-                }
-                let addr = socks[0].local_addr()?;
-                addrs.push((i.name.clone(), "udp", addr));
-                udp.push((id, socks));
-            }
-            InputType::Tcp | InputType::Tls => {
-                let l = tcp::bind_listener(listen).map_err(|e| {
-                    anyhow::anyhow!("input \"{}\": cannot bind TCP {listen}: {e}", i.name)
-                })?;
-                addrs.push((
-                    i.name.clone(),
-                    if i.kind == InputType::Tls {
-                        "tls"
-                    } else {
-                        "tcp"
-                    },
-                    l.local_addr()?,
-                ));
-                tcp.push((id, l));
-            }
-        }
+        runtime.push(runtime_of(id as u16, i)?);
+        let (socks, addr) = bind_input(i, cfg.pipeline.workers)?;
+        addrs.push((i.name.clone(), proto_name(i.kind), addr));
+        sockets.push((id as u16, socks));
     }
     Ok(BoundInputs {
-        udp,
-        tcp,
+        sockets,
         addrs,
         runtime: Arc::new(runtime),
     })
+}
+
+/// A change of inputs for one worker (reload).
+pub struct InputUpdate {
+    pub runtime: Arc<Vec<InputRuntime>>,
+    pub metrics: Vec<Arc<InputMetrics>>,
+    pub udp: Vec<(u16, mio::net::UdpSocket)>,
+    pub listeners: Vec<(u16, mio::net::TcpListener)>,
+    /// Inputs to close (sockets and their connections).
+    pub removed: Vec<u16>,
+}
+
+/// A message to a worker.
+enum Ctl {
+    Conn(NewConn),
+    Inputs(Box<InputUpdate>),
 }
 
 /// A connection handed from the acceptor to a worker.
 type NewConn = (mio::net::TcpStream, SocketAddr, u16);
 
 struct Peer {
-    tx: Sender<NewConn>,
+    tx: Sender<Ctl>,
     waker: Arc<Waker>,
     load: Arc<AtomicUsize>,
 }
@@ -159,10 +193,51 @@ struct Peer {
 pub struct Workers {
     handles: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
+    peers: Arc<Vec<Peer>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Workers {
+    pub fn count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Sends each worker its part of an input change (reload); UDP sockets
+    /// are spread one per worker, listeners go to worker 0 (the acceptor).
+    pub fn update_inputs(
+        &self,
+        runtime: Arc<Vec<InputRuntime>>,
+        metrics: Vec<Arc<InputMetrics>>,
+        new: Vec<(u16, InputSockets)>,
+        removed: Vec<u16>,
+    ) {
+        let n = self.peers.len();
+        let mut per: Vec<InputUpdate> = (0..n)
+            .map(|_| InputUpdate {
+                runtime: runtime.clone(),
+                metrics: metrics.clone(),
+                udp: Vec::new(),
+                listeners: Vec::new(),
+                removed: removed.clone(),
+            })
+            .collect();
+        for (id, socks) in new {
+            match socks {
+                InputSockets::Udp(v) => {
+                    for (w, s) in v.into_iter().enumerate() {
+                        per[w % n].udp.push((id, s));
+                    }
+                }
+                InputSockets::Tcp(l) => per[0].listeners.push((id, l)),
+            }
+        }
+        for (p, u) in self.peers.iter().zip(per) {
+            if p.tx.send(Ctl::Inputs(Box::new(u))).is_ok() {
+                let _ = p.waker.wake();
+            }
+        }
+    }
+
     /// Asks every worker to stop accepting, read what is already buffered,
     /// send it on and exit; waits for them.
     pub fn stop_and_join(self) {
@@ -213,15 +288,23 @@ pub fn spawn_workers(
         incoming.push(crx);
     }
     let wakers: Vec<Arc<Waker>> = peers.iter().map(|p| p.waker.clone()).collect();
+    let share = ParseShare::new(n * 2);
+    *share.wakers.lock() = wakers.clone();
     let peers = Arc::new(peers);
     let mut udp_per_worker: Vec<Vec<(u16, mio::net::UdpSocket)>> =
         (0..n).map(|_| Vec::new()).collect();
-    for (id, socks) in bound.udp {
-        for (w, s) in socks.into_iter().enumerate() {
-            udp_per_worker[w % n].push((id, s));
+    let mut tcp = Vec::new();
+    for (id, socks) in bound.sockets {
+        match socks {
+            InputSockets::Udp(v) => {
+                for (w, s) in v.into_iter().enumerate() {
+                    udp_per_worker[w % n].push((id, s));
+                }
+            }
+            InputSockets::Tcp(l) => tcp.push((id, l)),
         }
     }
-    let mut listeners = Some(bound.tcp);
+    let mut listeners = Some(tcp);
     let cores = if cfg.pipeline.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -238,11 +321,13 @@ pub fn spawn_workers(
             idx,
             poll,
             udp: Vec::new(),
-            listeners: if idx == 0 {
+            listeners: Vec::new(),
+            initial_listeners: if idx == 0 {
                 listeners.take().unwrap_or_default()
             } else {
                 Vec::new()
             },
+            initial_udp: udp_socks,
             conns: Slab::new(),
             incoming: crx,
             peers: peers.clone(),
@@ -257,21 +342,15 @@ pub fn spawn_workers(
                 pool: pool.clone(),
                 metrics: metrics.clone(),
                 tallies: vec![Tally::default(); bound.runtime.len()],
+                im: metrics.inputs(),
                 limits,
                 parse_hist,
+                share: share.clone(),
+                idx,
+                flaw_tally: Vec::new(),
             },
             refuse_log: RateLimit::new(Duration::from_secs(10)),
         };
-        for (id, s) in udp_socks {
-            let max = w.inputs[id as usize].max_message_bytes;
-            w.udp.push(UdpIn {
-                input: id,
-                sock: s,
-                rx: udp::Receiver::new(max),
-                max,
-                last_drops: 0,
-            });
-        }
         let core = cores.get(idx % cores.len().max(1)).copied();
         let h = std::thread::Builder::new()
             .name(format!("input-{idx}"))
@@ -288,6 +367,7 @@ pub fn spawn_workers(
     Ok(Workers {
         handles,
         wakers,
+        peers,
         stop,
     })
 }
@@ -306,7 +386,6 @@ struct Tally {
     records: u64,
     bytes: u64,
     oversize: u64,
-    flaws: [u64; flaw::NAMES.len()],
 }
 
 /// Where a worker's frames go: the current batch, parsed and sent when
@@ -318,8 +397,14 @@ struct Sink {
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
     tallies: Vec<Tally>,
+    /// Input metrics by input id.
+    im: Vec<Arc<InputMetrics>>,
     limits: BatchLimits,
     parse_hist: LocalHist,
+    share: Arc<ParseShare>,
+    idx: usize,
+    /// Per input: records with each flaw in the batch being parsed.
+    flaw_tally: Vec<[u64; flaw::NAMES.len()]>,
 }
 
 impl Sink {
@@ -350,20 +435,69 @@ impl Sink {
         }
     }
 
-    /// Parses the current batch and sends it to classify (blocking while
-    /// classify's queue is full).
+    /// Hands the current batch to the parse queue, numbered so classify
+    /// can put batches back in order, and wakes another worker to help
+    /// parse. A full queue means parsing is behind: this worker parses.
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        let owner = std::mem::replace(&mut self.batch, self.pool.get());
+        let mut owner = std::mem::replace(&mut self.batch, self.pool.get());
+        for (i, t) in self.tallies.iter_mut().enumerate() {
+            if t.records == 0 {
+                continue;
+            }
+            let m = &self.im[i];
+            m.records.add(t.records);
+            m.bytes.add(t.bytes);
+            m.oversize.add(t.oversize);
+            *t = Tally::default();
+        }
+        // Numbered in the order this worker read them: one connection is
+        // read by one worker, so its batches' numbers increase.
+        owner.seq = self.share.seq.fetch_add(1, Ordering::SeqCst);
+        loop {
+            match self.share.tx.try_send(owner) {
+                Ok(()) => break,
+                Err(crossbeam_channel::TrySendError::Full(o)) => {
+                    owner = o;
+                    self.parse_one();
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(o)) => {
+                    log::error!(
+                        "parse queue closed; {} records could not be passed on",
+                        o.len()
+                    );
+                    return;
+                }
+            }
+        }
+        self.share.wake_helper(self.idx);
+    }
+
+    /// Parses every batch waiting in the parse queue.
+    fn parse_all(&mut self) {
+        while self.parse_one() {}
+    }
+
+    /// Parses one waiting batch (any worker's) and sends it to classify,
+    /// blocking while classify's queue is full. False when none waited.
+    fn parse_one(&mut self) -> bool {
+        let Ok(owner) = self.share.rx.try_recv() else {
+            return false;
+        };
         let n = owner.len() as u64;
         let batch = Batch::parse(owner, &mut self.parser);
+        let flaws = &mut self.flaw_tally;
+        flaws.iter_mut().for_each(|f| *f = [0; flaw::NAMES.len()]);
         batch.with_dependent(|_, recs| {
             for r in recs.list.iter() {
                 if r.flaws != 0 {
-                    let t = &mut self.tallies[r.input as usize];
-                    for (bit, c) in t.flaws.iter_mut().enumerate() {
+                    let i = r.input as usize;
+                    if flaws.len() <= i {
+                        flaws.resize(i + 1, [0; flaw::NAMES.len()]);
+                    }
+                    for (bit, c) in flaws[i].iter_mut().enumerate() {
                         if r.flaws & (1 << bit) != 0 {
                             *c += 1;
                         }
@@ -371,18 +505,12 @@ impl Sink {
                 }
             }
         });
-        for (i, t) in self.tallies.iter_mut().enumerate() {
-            if t.records == 0 && t.flaws.iter().all(|&f| f == 0) {
-                continue;
+        for (i, f) in self.flaw_tally.iter().enumerate() {
+            if let Some(m) = self.im.get(i) {
+                for (k, c) in f.iter().enumerate() {
+                    m.flaws[k].add(*c);
+                }
             }
-            let m = &self.metrics.inputs[i];
-            m.records.add(t.records);
-            m.bytes.add(t.bytes);
-            m.oversize.add(t.oversize);
-            for (k, c) in t.flaws.iter().enumerate() {
-                m.flaws[k].add(*c);
-            }
-            *t = Tally::default();
         }
         let st = self.metrics.stage("parse");
         st.records.add(n);
@@ -397,16 +525,50 @@ impl Sink {
             );
             self.pool.put(e.0.into_owner());
         }
+        true
+    }
+}
+
+/// Framed batches waiting to be parsed, shared by the workers so that one
+/// busy connection's parsing spreads over every core.
+pub struct ParseShare {
+    tx: Sender<BatchOwner>,
+    rx: Receiver<BatchOwner>,
+    /// Next batch number (classify restores this order).
+    seq: std::sync::atomic::AtomicU64,
+    wakers: parking_lot::Mutex<Vec<Arc<Waker>>>,
+}
+
+impl ParseShare {
+    fn new(cap: usize) -> Arc<ParseShare> {
+        let (tx, rx) = crossbeam_channel::bounded(cap.max(1));
+        Arc::new(ParseShare {
+            tx,
+            rx,
+            seq: std::sync::atomic::AtomicU64::new(0),
+            wakers: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Wakes the worker after `idx` (if there is another) to help parse.
+    fn wake_helper(&self, idx: usize) {
+        let w = self.wakers.lock();
+        if w.len() > 1 {
+            let _ = w[(idx + 1) % w.len()].wake();
+        }
     }
 }
 
 struct Worker {
     idx: usize,
     poll: Poll,
-    udp: Vec<UdpIn>,
-    listeners: Vec<(u16, mio::net::TcpListener)>,
+    /// By token offset; None where a reload removed the input.
+    udp: Vec<Option<UdpIn>>,
+    listeners: Vec<Option<(u16, mio::net::TcpListener)>>,
+    initial_udp: Vec<(u16, mio::net::UdpSocket)>,
+    initial_listeners: Vec<(u16, mio::net::TcpListener)>,
     conns: Slab<Conn>,
-    incoming: Receiver<NewConn>,
+    incoming: Receiver<Ctl>,
     peers: Arc<Vec<Peer>>,
     inputs: Arc<Vec<InputRuntime>>,
     stop: Arc<AtomicBool>,
@@ -427,27 +589,97 @@ enum ReadEnd {
 }
 
 impl Worker {
+    fn add_udp(&mut self, input: u16, mut sock: mio::net::UdpSocket) -> io::Result<()> {
+        let i = self.udp.len();
+        self.poll
+            .registry()
+            .register(&mut sock, Token(UDP_BASE + i), Interest::READABLE)?;
+        let max = self.inputs[input as usize].max_message_bytes;
+        self.udp.push(Some(UdpIn {
+            input,
+            sock,
+            rx: udp::Receiver::new(max),
+            max,
+            last_drops: 0,
+        }));
+        // Data may have arrived between bind and register.
+        self.ready.push(Token(UDP_BASE + i));
+        Ok(())
+    }
+
+    fn add_listener(&mut self, input: u16, mut l: mio::net::TcpListener) -> io::Result<()> {
+        let i = self.listeners.len();
+        self.poll
+            .registry()
+            .register(&mut l, Token(LISTEN_BASE + i), Interest::READABLE)?;
+        self.listeners.push(Some((input, l)));
+        self.ready.push(Token(LISTEN_BASE + i));
+        Ok(())
+    }
+
+    /// Applies a reload's input changes.
+    fn update_inputs(&mut self, u: InputUpdate) {
+        self.inputs = u.runtime;
+        self.sink.im = u.metrics;
+        self.sink
+            .tallies
+            .resize(self.inputs.len(), Tally::default());
+        for slot in self.udp.iter_mut() {
+            if let Some(x) = slot
+                && u.removed.contains(&x.input)
+            {
+                let _ = self.poll.registry().deregister(&mut x.sock);
+                *slot = None;
+            } else if let Some(x) = slot {
+                x.max = self.inputs[x.input as usize].max_message_bytes;
+            }
+        }
+        for slot in self.listeners.iter_mut() {
+            if let Some((id, l)) = slot
+                && u.removed.contains(id)
+            {
+                let _ = self.poll.registry().deregister(l);
+                *slot = None;
+            }
+        }
+        let gone: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| u.removed.contains(&c.input))
+            .map(|(k, _)| k)
+            .collect();
+        for k in gone {
+            let _ = self.read_conn(k, usize::MAX);
+            self.close(k);
+        }
+        for (id, s) in u.udp {
+            if let Err(e) = self.add_udp(id, s) {
+                log::error!(
+                    "input worker {}: cannot watch new UDP socket: {e}",
+                    self.idx
+                );
+            }
+        }
+        for (id, l) in u.listeners {
+            if let Err(e) = self.add_listener(id, l) {
+                log::error!("input worker {}: cannot watch new listener: {e}", self.idx);
+            }
+        }
+    }
+
     fn run(&mut self) -> io::Result<()> {
-        for (i, u) in self.udp.iter_mut().enumerate() {
-            self.poll
-                .registry()
-                .register(&mut u.sock, Token(UDP_BASE + i), Interest::READABLE)?;
-            // Data may have arrived between bind and register.
-            self.ready.push(Token(UDP_BASE + i));
+        for (id, s) in std::mem::take(&mut self.initial_udp) {
+            self.add_udp(id, s)?;
         }
-        for (i, (_, l)) in self.listeners.iter_mut().enumerate() {
-            self.poll
-                .registry()
-                .register(l, Token(LISTEN_BASE + i), Interest::READABLE)?;
-            self.ready.push(Token(LISTEN_BASE + i));
+        for (id, l) in std::mem::take(&mut self.initial_listeners) {
+            self.add_listener(id, l)?;
         }
-        let idle_check = self.inputs.iter().any(|i| i.idle_timeout.is_some());
         let mut last_idle_check = Instant::now();
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
-            } else if idle_check {
+            } else if self.inputs.iter().any(|i| i.idle_timeout.is_some()) {
                 Some(Duration::from_secs(1))
             } else {
                 None
@@ -464,10 +696,12 @@ impl Worker {
                 self.handle(t, READ_BUDGET);
             }
             self.sink.flush();
+            self.sink.parse_all();
             if self.stop.load(Ordering::SeqCst) {
                 self.drain();
                 return Ok(());
             }
+            let idle_check = self.inputs.iter().any(|i| i.idle_timeout.is_some());
             if idle_check && last_idle_check.elapsed() >= Duration::from_secs(1) {
                 last_idle_check = Instant::now();
                 self.close_idle();
@@ -496,24 +730,27 @@ impl Worker {
     }
 
     fn read_udp(&mut self, i: usize, budget: usize) -> bool {
-        let Some(u) = self.udp.get_mut(i) else {
+        let Some(Some(u)) = self.udp.get_mut(i) else {
             return false;
         };
         let sink = &mut self.sink;
         let input = u.input;
+        let allow = &self.inputs[input as usize].allow;
         for _ in 0..budget {
             let now = Timestamp::now();
             match u.rx.recv(&u.sock, u.max, |d| {
-                sink.push(d.bytes, d.src, now, input, d.truncated)
+                if allow.is_empty() || allow.contains(d.src.ip()) {
+                    sink.push(d.bytes, d.src, now, input, d.truncated)
+                } else {
+                    sink.im[input as usize].refused[refuse::NOT_ALLOWED].inc();
+                }
             }) {
                 Ok((0, _)) => return false,
                 Ok((_, drops)) => {
                     if let Some(d) = drops {
                         let delta = d.wrapping_sub(u.last_drops);
                         u.last_drops = d;
-                        sink.metrics.inputs[input as usize]
-                            .kernel_drops
-                            .add(delta as u64);
+                        sink.im[input as usize].kernel_drops.add(delta as u64);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -577,7 +814,7 @@ impl Worker {
     fn close(&mut self, key: usize) {
         if let Some(mut c) = self.conns.try_remove(key) {
             if c.stream.handshake_failed() {
-                let m = &self.sink.metrics.inputs[c.input as usize];
+                let m = &self.sink.im[c.input as usize];
                 m.refused[refuse::TLS].inc();
                 warn_limited!(
                     self.refuse_log,
@@ -587,9 +824,7 @@ impl Worker {
                 );
             }
             let _ = self.poll.registry().deregister(c.stream.tcp_mut());
-            self.sink.metrics.inputs[c.input as usize]
-                .connections
-                .add(-1);
+            self.sink.im[c.input as usize].connections.add(-1);
             self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -608,7 +843,7 @@ impl Worker {
             .collect();
         for k in idle {
             if let Some(c) = self.conns.get(k) {
-                self.sink.metrics.inputs[c.input as usize].idle_closed.inc();
+                self.sink.im[c.input as usize].idle_closed.inc();
             }
             // Whatever it had sent is already framed; a partial frame is kept.
             let _ = self.read_conn(k, usize::MAX);
@@ -628,14 +863,14 @@ impl Worker {
     /// them here (no hand-off) so that they are drained.
     fn accept(&mut self, i: usize, stopping: bool) {
         loop {
-            let Some((input, l)) = self.listeners.get(i) else {
+            let Some(Some((input, l))) = self.listeners.get(i) else {
                 return;
             };
             let input = *input;
             match l.accept() {
                 Ok((stream, peer)) => {
                     let rt = &self.inputs[input as usize];
-                    let m = &self.sink.metrics.inputs[input as usize];
+                    let m = &self.sink.im[input as usize];
                     if !rt.allow.is_empty() && !rt.allow.contains(peer.ip()) {
                         m.refused[refuse::NOT_ALLOWED].inc();
                         warn_limited!(
@@ -663,7 +898,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.sink.metrics.inputs[input as usize].refused[refuse::ACCEPT_ERROR].inc();
+                    self.sink.im[input as usize].refused[refuse::ACCEPT_ERROR].inc();
                     warn_limited!(
                         self.refuse_log,
                         "input {}: accept failed: {e}",
@@ -687,7 +922,7 @@ impl Worker {
         if target != self.idx {
             let p = &self.peers[target];
             p.load.fetch_add(1, Ordering::Relaxed);
-            match p.tx.send(nc) {
+            match p.tx.send(Ctl::Conn(nc)) {
                 Ok(()) => {
                     let _ = p.waker.wake();
                     return;
@@ -695,7 +930,9 @@ impl Worker {
                 Err(e) => {
                     // That worker has exited (shutdown): keep it here.
                     p.load.fetch_sub(1, Ordering::Relaxed);
-                    self.register(e.0);
+                    if let Ctl::Conn(nc) = e.0 {
+                        self.register(nc);
+                    }
                     return;
                 }
             }
@@ -705,8 +942,11 @@ impl Worker {
     }
 
     fn take_incoming(&mut self) {
-        while let Ok(nc) = self.incoming.try_recv() {
-            self.register(nc);
+        while let Ok(ctl) = self.incoming.try_recv() {
+            match ctl {
+                Ctl::Conn(nc) => self.register(nc),
+                Ctl::Inputs(u) => self.update_inputs(*u),
+            }
         }
     }
 
@@ -723,7 +963,7 @@ impl Worker {
                 ),
                 Err(e) => {
                     log::warn!("input \"{}\": TLS for {peer}: {e}", rt.name);
-                    self.sink.metrics.inputs[input as usize].connections.add(-1);
+                    self.sink.im[input as usize].connections.add(-1);
                     self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
                     return;
                 }
@@ -744,7 +984,7 @@ impl Worker {
                 .register(conn.stream.tcp_mut(), Token(CONN_BASE + key), interest)
         {
             log::warn!("cannot watch connection from {peer}: {e}");
-            self.sink.metrics.inputs[input as usize].connections.add(-1);
+            self.sink.im[input as usize].connections.add(-1);
             self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -759,7 +999,7 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.accept(i, true);
         }
-        for (_, mut l) in self.listeners.drain(..) {
+        for (_, mut l) in self.listeners.drain(..).flatten() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.take_incoming();
@@ -783,5 +1023,6 @@ impl Worker {
             while self.read_udp(i, READ_BUDGET) {}
         }
         self.sink.flush();
+        self.sink.parse_all();
     }
 }
