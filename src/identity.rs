@@ -8,9 +8,12 @@
 //!
 //! The table is owned by the enrich thread, which both learns and reads,
 //! so no lock is taken per record; its size is published through an atomic
-//! for metrics. Entries live `ttl` after their last logon; at
-//! `max_entries` the oldest is evicted. Entries hold the name inline, so a
-//! logon does not allocate once the table has reached its size.
+//! for metrics. Entries live `ttl` after their last logon (an expired
+//! entry is never used, and is removed at the next logon); at
+//! `max_entries` the least recently seen is evicted. Entries hold the name
+//! inline, so a logon does not allocate once the table has reached its
+//! size, and a record whose `src_ip` is not in the table costs one field
+//! lookup and one address parse (nothing while the table is empty).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -41,11 +44,30 @@ pub struct IdentityStats {
     pub entries: AtomicU64,
     pub learned: AtomicU64,
     pub evicted: AtomicU64,
+    /// Entries removed because `ttl` passed since their last logon.
+    pub expired: AtomicU64,
     pub enriched: AtomicU64,
+}
+
+impl IdentityStats {
+    /// Appends the counters `metrics` does not render itself.
+    pub fn render_extra(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP sluice_identity_expired_total Entries removed because their ttl passed.\n\
+             # TYPE sluice_identity_expired_total counter\n\
+             sluice_identity_expired_total {}",
+            self.expired.load(Ordering::Relaxed)
+        );
+    }
 }
 
 pub struct Identity {
     map: HashMap<IpAddr, Entry>,
+    /// (address, seq) in the order logons were learned: the front is the
+    /// least recently seen. Slots whose seq is no longer the entry's are
+    /// stale (the address logged on again) and are skipped.
     order: VecDeque<(IpAddr, u64)>,
     seq: u64,
     ttl_ns: i64,
@@ -154,22 +176,41 @@ impl Identity {
             .is_none();
         self.order.push_back((ip, seq));
         self.stats.learned.fetch_add(1, Ordering::Relaxed);
+        self.expire(now);
         if fresh {
             while self.map.len() > self.max {
                 self.evict_oldest();
             }
         }
-        // Keep the order queue from growing with repeated logons.
-        while self.order.len() > self.max * 2 {
-            let (ip, s) = self.order.pop_front().expect("non-empty");
-            if self.map.get(&ip).is_some_and(|e| e.seq == s) {
-                // Still current: requeue it behind the others.
-                self.order.push_back((ip, s));
-            }
+        // Keep the order queue from growing with repeated logons: drop the
+        // stale slots, keeping the order (amortised O(1) per logon).
+        if self.order.len() > self.max * 2 {
+            let map = &self.map;
+            self.order
+                .retain(|(ip, s)| map.get(ip).is_some_and(|e| e.seq == *s));
         }
         self.stats
             .entries
             .store(self.map.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Removes entries whose last logon is more than `ttl` before `now`,
+    /// from the front of the queue (the least recently seen).
+    fn expire(&mut self, now: i64) {
+        let cutoff = now.saturating_sub(self.ttl_ns);
+        while let Some(&(ip, s)) = self.order.front() {
+            match self.map.get(&ip) {
+                Some(e) if e.seq == s => {
+                    if e.seen_ns >= cutoff {
+                        return;
+                    }
+                    self.map.remove(&ip);
+                    self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -191,8 +232,11 @@ impl Identity {
         Some(&e.name[..e.len as usize])
     }
 
-    /// Learns from `rec`, then adds `src_user` when its `src_ip` is known.
+    /// Adds `src_user` when `rec`'s `src_ip` is known.
     pub fn enrich<'a>(&self, bump: &'a Bump, rec: &mut Record<'a>) {
+        if self.map.is_empty() {
+            return;
+        }
         let Some(ip) = rec.fields.get(b"src_ip").and_then(parse_ip) else {
             return;
         };
@@ -320,5 +364,78 @@ mod tests {
         assert_eq!(id.len(), 3);
         assert!(id.lookup("10.0.0.2".parse().unwrap(), 5).is_none());
         assert!(id.lookup("10.0.0.1".parse().unwrap(), 5).is_some());
+    }
+
+    #[test]
+    fn expired_entries_are_not_used_and_go_at_the_next_logon() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(10));
+        let logon = |ip: &'static str, user: &'static str| {
+            vec![
+                ("eventid", "4624"),
+                ("targetusername", user),
+                ("ipaddress", ip),
+            ]
+        };
+        id.learn(&rec(&bump, 0, &logon("10.0.0.1", "a")));
+        id.learn(&rec(&bump, 30_000_000_000, &logon("10.0.0.2", "b")));
+        assert!(
+            id.lookup("10.0.0.1".parse().unwrap(), 61_000_000_000)
+                .is_none()
+        );
+        assert_eq!(id.len(), 2);
+        id.learn(&rec(&bump, 62_000_000_000, &logon("10.0.0.3", "c")));
+        assert_eq!(id.len(), 2);
+        assert_eq!(id.stats.expired.load(Ordering::Relaxed), 1);
+        assert!(
+            id.lookup("10.0.0.2".parse().unwrap(), 62_000_000_000)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn repeated_logons_keep_the_queue_bounded_and_evict_the_least_recent() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(2));
+        let logon = |ip: &'static str| {
+            vec![
+                ("eventid", "4768"),
+                ("targetusername", "u"),
+                ("ipaddress", ip),
+            ]
+        };
+        // 10.0.0.1 logs on again and again, so 10.0.0.2 is the least recent.
+        id.learn(&rec(&bump, 0, &logon("10.0.0.2")));
+        for t in 1..50 {
+            id.learn(&rec(&bump, t, &logon("10.0.0.1")));
+        }
+        assert!(id.order.len() <= 5);
+        id.learn(&rec(&bump, 60, &logon("10.0.0.3")));
+        assert!(id.lookup("10.0.0.2".parse().unwrap(), 60).is_none());
+        assert!(id.lookup("10.0.0.1".parse().unwrap(), 60).is_some());
+        assert!(id.lookup("10.0.0.3".parse().unwrap(), 60).is_some());
+    }
+
+    #[test]
+    fn a_record_whose_source_is_known_gets_src_user() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(10));
+        id.learn(&rec(
+            &bump,
+            0,
+            &[
+                ("eventid", "4624"),
+                ("targetusername", "alice"),
+                ("targetdomainname", "CORP"),
+                ("ipaddress", "::ffff:192.168.1.109"),
+            ],
+        ));
+        let mut r = rec(&bump, 1, &[("src_ip", "::ffff:192.168.1.109")]);
+        r.class = class::FLOWMON_ADS;
+        id.enrich(&bump, &mut r);
+        assert_eq!(r.fields.get(b"src_user"), Some(&b"CORP\\alice"[..]));
+        let mut r = rec(&bump, 1, &[("src_ip", "192.168.1.110")]);
+        id.enrich(&bump, &mut r);
+        assert_eq!(r.fields.get(b"src_user"), None);
     }
 }

@@ -106,9 +106,24 @@ impl Pipeline {
         let pool = Pool::new(q * 4 + cfg.outputs.len() * 64 + cfg.pipeline.workers * 2 + 16);
 
         let classifier = Classifier::new(&cfg.classify, &cur).map_err(anyhow::Error::msg)?;
+        // The classifier keeps its counters across reloads (`take_rules`).
+        let classify_stats = classifier.stats();
+        metrics
+            .extra
+            .lock()
+            .push(Arc::new(move |out: &mut String| classify_stats.render(out)));
         let identity = cfg.identity.enabled.then(|| Identity::new(&cfg.identity));
         let enricher = Enricher::new(&cfg.enrich, &cur, identity).map_err(anyhow::Error::msg)?;
         *metrics.identity.lock() = enricher.identity_stats();
+        // Whatever identity table is current at scrape time.
+        let weak = Arc::downgrade(&metrics);
+        metrics.extra.lock().push(Arc::new(move |out: &mut String| {
+            if let Some(m) = weak.upgrade()
+                && let Some(id) = m.identity.lock().as_ref()
+            {
+                id.render_extra(out);
+            }
+        }));
 
         let timeout = cfg.pipeline.shutdown_timeout.0;
         let mut outputs = Vec::new();
@@ -393,7 +408,7 @@ impl Pipeline {
         self.metrics.retire_inputs(&removed);
         let _ = self
             .classify_tx
-            .send(Box::new(move |c: &mut Classifier| *c = classifier));
+            .send(Box::new(move |c: &mut Classifier| c.take_rules(classifier)));
         let identity_cfg = new.identity.clone();
         let _ = self.enrich_tx.send(Box::new(move |e: &mut Enricher| {
             e.take_rules(enricher, &identity_cfg)
