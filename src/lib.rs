@@ -5,8 +5,10 @@
 //! [`record::Record`] in a [`batch::Batch`]) → [`classify`] → [`enrich`] →
 //! [`forward`] (dispatcher, per-output queues, [`encode`] and sinks).
 //! [`pipeline`] wires them; [`config`] checks the TOML that drives them;
-//! [`metrics`] counts everything.
+//! [`metrics`] counts everything. [`archive`] is the embedded,
+//! tamper-evident long-term store (an output, plus `sluice archive`).
 
+pub mod archive;
 pub mod batch;
 pub mod classify;
 pub mod cli;

@@ -59,6 +59,37 @@ pub fn start_output(
         Matcher::compile(&cfg.matches, &names)
             .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?,
     );
+    if cfg.kind == OutputType::Archive {
+        // The archive takes batches from the same bounded queue as every
+        // output (so `when_full` applies) and writes them with its own
+        // thread (`archive::writer`).
+        if cfg.when_full == WhenFull::Disk {
+            anyhow::bail!(
+                "output \"{}\": when_full = \"disk\" is not built yet",
+                cfg.name
+            );
+        }
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
+        let thread = crate::archive::writer::spawn(
+            cfg,
+            index,
+            names,
+            metrics,
+            matcher.clone(),
+            rx,
+            shutdown_timeout,
+        )?;
+        return Ok(StartedOutput {
+            handle: OutputHandle {
+                name: cfg.name.clone(),
+                when_full: cfg.when_full,
+                matcher,
+                tx,
+                index,
+            },
+            thread,
+        });
+    }
     let (sink, encoder): (Box<dyn Sink>, Encoder) = match cfg.kind {
         OutputType::File => {
             let path = cfg
@@ -107,10 +138,7 @@ pub fn start_output(
                 }
             }
         }
-        OutputType::Archive => anyhow::bail!(
-            "output \"{}\": the archive output is not built yet",
-            cfg.name
-        ),
+        OutputType::Archive => anyhow::bail!("output \"{}\": archive handled above", cfg.name),
     };
     if cfg.when_full == WhenFull::Disk {
         anyhow::bail!(

@@ -41,7 +41,11 @@ impl Sluice {
     }
 
     /// Starts sluice on an existing config file.
-    pub fn start_with(dir: tempfile::TempDir, config_path: PathBuf, env: &[(&str, &str)]) -> Sluice {
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Sluice {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .arg("--config")
@@ -81,7 +85,10 @@ impl Sluice {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("sluice did not become ready; log:\n{}", log.lock().unwrap().join("\n"));
+                    panic!(
+                        "sluice did not become ready; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
                 }
             };
             if let Some(rest) = line.split("input \"").nth(1) {
@@ -107,7 +114,10 @@ impl Sluice {
     }
 
     pub fn addr(&self, input: &str) -> SocketAddr {
-        *self.inputs.get(input).unwrap_or_else(|| panic!("no input {input}"))
+        *self
+            .inputs
+            .get(input)
+            .unwrap_or_else(|| panic!("no input {input}"))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
