@@ -60,8 +60,13 @@ pub fn generate(path: &Path) -> Result<SigningKey> {
         got += n as usize;
     }
     let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+    // PKCS#8 v1 (no embedded public key): what `openssl genpkey -algorithm
+    // ed25519` writes and what OpenSSL 3.0 reads.
+    let pem = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: seed,
+        public_key: None,
+    }
+    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| ArchiveError::Other(format!("encoding key: {e}")))?;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
