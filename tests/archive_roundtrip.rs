@@ -61,7 +61,10 @@ fn search_returns_the_file_outputs_records_for_every_filter() {
         .and_then(|b| b.parse().ok())
         .unwrap_or(0);
     assert!(blocks >= 5, "expected several blocks:\n{stats}");
-    assert!(stats.contains(&format!("records:           {n}")), "{stats}");
+    assert!(
+        stats.contains(&format!("records:           {n}")),
+        "{stats}"
+    );
 
     // Everything, oldest first: identical bytes, identical order.
     let all = search(&dir, &["--oldest-first"]);
@@ -81,12 +84,25 @@ fn search_returns_the_file_outputs_records_for_every_filter() {
     // A message field.
     let want = pick(&|v| msg(v, "targetusername") == Some("user3"));
     assert!(!want.is_empty());
-    assert_eq!(search(&dir, &["--oldest-first", "--where", "targetusername=user3"]), want);
+    assert_eq!(
+        search(&dir, &["--oldest-first", "--where", "targetusername=user3"]),
+        want
+    );
     // A header field and a message field together.
-    let want = pick(&|v| meta(v, "host") == Some("dc01") && msg(v, "targetusername") == Some("user1"));
+    let want =
+        pick(&|v| meta(v, "host") == Some("dc01") && msg(v, "targetusername") == Some("user1"));
     assert!(!want.is_empty());
     assert_eq!(
-        search(&dir, &["--oldest-first", "--where", "host=dc01", "--where", "targetusername=user1"]),
+        search(
+            &dir,
+            &[
+                "--oldest-first",
+                "--where",
+                "host=dc01",
+                "--where",
+                "targetusername=user1"
+            ]
+        ),
         want
     );
     // A value nobody has.
@@ -100,7 +116,10 @@ fn search_returns_the_file_outputs_records_for_every_filter() {
         p(t) >= p(from) && p(t) <= p(to)
     });
     assert!(!want.is_empty() && want.len() < n);
-    assert_eq!(search(&dir, &["--oldest-first", "--from", from, "--to", to]), want);
+    assert_eq!(
+        search(&dir, &["--oldest-first", "--from", from, "--to", to]),
+        want
+    );
 
     // Substring of any message value, including across quoting.
     let want = pick(&|v| {
@@ -111,13 +130,22 @@ fn search_returns_the_file_outputs_records_for_every_filter() {
             .any(|x| x.as_str().unwrap().contains("needle-11"))
     });
     assert_eq!(want.len(), 4, "needle-11, -111, -211, -311");
-    assert_eq!(search(&dir, &["--oldest-first", "--text", "needle-11"]), want);
+    assert_eq!(
+        search(&dir, &["--oldest-first", "--text", "needle-11"]),
+        want
+    );
     let want = pick(&|v| msg(v, "message").is_some_and(|m| m.contains("for user2 from")));
     assert!(!want.is_empty());
-    assert_eq!(search(&dir, &["--oldest-first", "--text", "for user2 from"]), want);
+    assert_eq!(
+        search(&dir, &["--oldest-first", "--text", "for user2 from"]),
+        want
+    );
 
     // Limit keeps the first N in the chosen order.
-    assert_eq!(search(&dir, &["--oldest-first", "--limit", "7"]), file[..7].to_vec());
+    assert_eq!(
+        search(&dir, &["--oldest-first", "--limit", "7"]),
+        file[..7].to_vec()
+    );
     let newest3: Vec<String> = file.iter().rev().take(3).cloned().collect();
     assert_eq!(search(&dir, &["--limit", "3"]), newest3);
 
@@ -129,11 +157,17 @@ fn search_returns_the_file_outputs_records_for_every_filter() {
 #[test]
 fn records_stay_searchable_across_a_restart() {
     let mut a = Arch::start("");
-    tcp_send(a.s.addr("tcp"), windows_event(1, "alice", "2026-03-01T10:00:00Z").as_bytes());
+    tcp_send(
+        a.s.addr("tcp"),
+        windows_event(1, "alice", "2026-03-01T10:00:00Z").as_bytes(),
+    );
     a.wait_durable(1, Duration::from_secs(10));
     assert!(a.s.stop().success());
     a.restart();
-    tcp_send(a.s.addr("tcp"), windows_event(2, "bob", "2026-03-01T10:00:01Z").as_bytes());
+    tcp_send(
+        a.s.addr("tcp"),
+        windows_event(2, "bob", "2026-03-01T10:00:01Z").as_bytes(),
+    );
     a.wait_durable(1, Duration::from_secs(10));
     assert!(a.s.stop().success());
     let all = search(&a.dir(), &["--oldest-first"]);

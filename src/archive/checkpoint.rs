@@ -67,7 +67,7 @@ pub fn generate(path: &Path) -> Result<SigningKey> {
         public_key: None,
     }
     .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| ArchiveError::Other(format!("encoding key: {e}")))?;
+    .map_err(|e| ArchiveError::Other(format!("encoding key: {e}")))?;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -274,20 +274,28 @@ fn verify_with(
     r.segments = segs.len();
     let mut expected = base;
     let mut frontier = base_frontier;
-    let mut last_leaf: Option<Hash> = None;
-    let mut chain_ok = true; // the previous block is known good
-    let check_root = |frontier: &Frontier, r: &mut Report, place: &str| {
+    // Leaf hashes of the blocks seen last, by index, to check each
+    // block's link to the one before it even when blocks are out of order.
+    let mut leaves: BTreeMap<u64, Hash> = BTreeMap::new();
+    // Indexes of blocks whose own checksum failed (a broken link after
+    // them is the same finding).
+    let mut damaged: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut root_mismatches = 0usize;
+    let check_root = |frontier: &Frontier, r: &mut Report, mismatches: &mut usize, place: &str| {
         if let Some(ts) = by_size.get(&frontier.size()) {
             let root = frontier.root();
             for t in ts {
                 r.checkpoints_checked += 1;
                 if t.c.root != root {
-                    r.findings.push(format!(
-                        "the first {} blocks (through {place}) do not hash to the root of the checkpoint at {} ({}): blocks before it were modified",
-                        frontier.size(),
-                        rfc3339(t.c.time_ns),
-                        t.from
-                    ));
+                    *mismatches += 1;
+                    if *mismatches == 1 {
+                        r.findings.push(format!(
+                            "the first {} blocks (through {place}) do not hash to the root of the checkpoint at {} ({}): blocks before it were modified",
+                            frontier.size(),
+                            rfc3339(t.c.time_ns),
+                            t.from
+                        ));
+                    }
                 }
             }
         }
@@ -307,16 +315,15 @@ fn verify_with(
             Ok(x) => x,
             Err(e) => {
                 r.findings.push(format!("{}: {e}", sf.path.display()));
-                chain_ok = false;
-                last_leaf = None;
                 continue;
             }
         };
+        let clean_so_far = r.findings.is_empty();
         if h.first_leaf > expected {
             let why = if deleted_segments.is_empty() && expected == 0 {
-                "no retention deletion is recorded".to_string()
+                "no retention deletion is recorded"
             } else {
-                "not recorded as a retention deletion".to_string()
+                "not recorded as a retention deletion"
             };
             r.findings.push(format!(
                 "blocks #{expected}..#{} are missing before {name} (removed; {why})",
@@ -328,38 +335,33 @@ fn verify_with(
                 frontier = f;
             }
             expected = h.first_leaf;
-            last_leaf = Some(h.prev_leaf);
         } else if h.first_leaf < expected {
             r.findings.push(format!(
                 "{name} starts at block #{} but blocks through #{} came before it (segments overlap or were reordered)",
                 h.first_leaf,
                 expected - 1
             ));
-        } else {
-            if Some(&h.peaks[..]) != Some(frontier.peaks()) {
+        } else if clean_so_far {
+            if h.peaks[..] != *frontier.peaks() {
                 r.findings.push(format!(
                     "{name}: header's tree state differs from the blocks before it (earlier blocks were modified)"
                 ));
             }
-            if let Some(l) = last_leaf
-                && l != h.prev_leaf
-                && chain_ok
+            if let Some(l) = h.first_leaf.checked_sub(1).and_then(|i| leaves.get(&i))
+                && *l != h.prev_leaf
             {
                 r.findings.push(format!(
                     "{name}: header's link does not match block #{} (the last block before it was modified)",
-                    expected.saturating_sub(1)
+                    h.first_leaf - 1
                 ));
             }
-            if expected == 0 && h.prev_leaf != [0; 32] {
+            if h.first_leaf == 0 && h.prev_leaf != [0; 32] {
                 r.findings
                     .push(format!("{name}: first segment links to a block before #0"));
             }
         }
-        if last_leaf.is_none() {
-            last_leaf = Some(h.prev_leaf);
-        }
-        // Collect the segment's blocks first, to tell reordering (a
-        // missing index shows up later) from removal.
+        // Collect the segment's blocks first, to tell reordering (the
+        // missing index shows up elsewhere) from removal.
         let steps: Vec<Step<'_>> = segment::blocks(bytes, hlen, true).collect();
         let present: std::collections::HashSet<u64> = steps
             .iter()
@@ -372,45 +374,59 @@ fn verify_with(
             match step {
                 Step::Block { offset, view } => {
                     let place = format!("{name} offset {offset}");
-                    if view.index != expected {
-                        if present.contains(&expected) {
-                            r.findings.push(format!(
-                                "{place}: holds block #{} where block #{expected} belongs: blocks reordered",
-                                view.index
-                            ));
-                        } else if view.index > expected {
-                            r.findings.push(format!(
-                                "block #{expected}{} missing: {place} holds block #{} (removed)",
-                                if view.index > expected + 1 {
-                                    format!("..#{}", view.index - 1)
-                                } else {
-                                    String::new()
-                                },
-                                view.index
-                            ));
-                        } else {
-                            r.findings.push(format!(
-                                "{place}: holds block #{} where block #{expected} belongs (duplicated or reordered)",
-                                view.index
-                            ));
-                        }
-                    } else if chain_ok
-                        && let Some(l) = last_leaf
-                        && view.prev != l
+                    if view.index == expected {
+                        expected += 1;
+                    } else if present.contains(&expected) || view.index < expected {
+                        r.findings.push(format!(
+                            "{place}: holds block #{} where block #{expected} belongs: blocks reordered{}",
+                            view.index,
+                            if present.contains(&expected) { "" } else { " or duplicated" }
+                        ));
+                        expected += 1;
+                    } else {
+                        r.findings.push(format!(
+                            "block #{expected}{} missing: {place} holds block #{} (removed)",
+                            if view.index > expected + 1 {
+                                format!("..#{}", view.index - 1)
+                            } else {
+                                String::new()
+                            },
+                            view.index
+                        ));
+                        expected = view.index + 1;
+                    }
+                    // The link to the block before, wherever that block is.
+                    let want_prev = if view.index == h.first_leaf {
+                        Some(h.prev_leaf)
+                    } else {
+                        view.index
+                            .checked_sub(1)
+                            .and_then(|i| leaves.get(&i).copied())
+                    };
+                    if let Some(p) = want_prev
+                        && p != view.prev
+                        && !damaged.contains(&view.index.wrapping_sub(1))
                     {
                         r.findings.push(format!(
-                            "block #{} ({place} and before) was modified: its hash no longer matches the link in block #{expected}",
-                            expected.saturating_sub(1)
+                            "block #{} was modified: its hash no longer matches the link in block #{} ({place})",
+                            view.index.wrapping_sub(1),
+                            view.index
                         ));
                     }
                     let leaf = leaf_hash(view.bytes);
                     frontier.push(leaf);
-                    last_leaf = Some(leaf);
-                    chain_ok = true;
-                    expected = view.index.max(expected) + 1;
+                    leaves.insert(view.index, leaf);
+                    while leaves.len() > 256 {
+                        leaves.pop_first();
+                    }
                     r.blocks += 1;
                     r.records += view.records as u64;
-                    check_root(&frontier, &mut r, &format!("block #{}", view.index));
+                    check_root(
+                        &frontier,
+                        &mut r,
+                        &mut root_mismatches,
+                        &format!("block #{}", view.index),
+                    );
                 }
                 Step::Bad { offset, error } => {
                     let place = format!("{name} offset {offset}");
@@ -423,15 +439,22 @@ fn verify_with(
                             r.findings.push(format!(
                                 "block #{expected} ({place}) was modified ({error})"
                             ));
+                            damaged.insert(expected);
                             if let Ok(n) = super::block::claimed_len(&bytes[*offset..])
                                 && offset + n <= bytes.len()
                             {
-                                frontier.push(leaf_hash(&bytes[*offset..offset + n]));
+                                let leaf = leaf_hash(&bytes[*offset..offset + n]);
+                                frontier.push(leaf);
+                                leaves.insert(expected, leaf);
                                 expected += 1;
                                 r.blocks += 1;
-                                check_root(&frontier, &mut r, &format!("block #{}", expected - 1));
+                                check_root(
+                                    &frontier,
+                                    &mut r,
+                                    &mut root_mismatches,
+                                    &format!("block #{}", expected - 1),
+                                );
                             }
-                            chain_ok = false;
                         }
                         _ if tail && si == newest && !covered => {
                             r.notes.push(format!(
@@ -449,12 +472,17 @@ fn verify_with(
                             r.findings.push(format!(
                                 "{place}: {error} where block #{expected} should start (bytes removed or inserted)"
                             ));
-                            chain_ok = false;
                         }
                     }
                 }
             }
         }
+    }
+    if root_mismatches > 1 {
+        r.notes.push(format!(
+            "{} later checkpoint(s) also disagree with the blocks (consequences of the first finding)",
+            root_mismatches - 1
+        ));
     }
     if let Some(a) = &anchor
         && a.c.size > expected

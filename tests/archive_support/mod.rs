@@ -17,7 +17,10 @@ pub fn archive(args: &[&str]) -> Output {
         .output()
         .expect("run sluice archive");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "sluice archive {args:?} panicked:\n{err}");
+    assert!(
+        !err.contains("panicked"),
+        "sluice archive {args:?} panicked:\n{err}"
+    );
     out
 }
 
