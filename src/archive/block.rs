@@ -186,7 +186,6 @@ pub struct BlockBuilder {
     compressed: Vec<u8>,
     table: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
-    index_tokens: bool,
 }
 
 impl BlockBuilder {
@@ -214,7 +213,6 @@ impl BlockBuilder {
             compressed: Vec::with_capacity(64 * 1024),
             table: Vec::with_capacity(4096),
             compressor: zstd::bulk::Compressor::new(level)?,
-            index_tokens: true,
         })
     }
 
@@ -332,7 +330,9 @@ impl BlockBuilder {
             c.count += 1;
             self.encoded += c.recs.len() + c.lens.len() + c.bytes.len() - before;
             self.keyset.insert(bloom::field_key(c.name_hash, f.value));
-            if self.index_tokens {
+            // Message tokens (RFC 3164/5424 free text lands in `message`);
+            // other fields are indexed by whole value only.
+            if f.key == b"message" {
                 let ks = &mut self.keyset;
                 bloom::tokens(f.value, |t| ks.insert(bloom::token_key(t)));
             }
@@ -393,6 +393,8 @@ impl BlockBuilder {
             self.section.clear();
             let c = &self.columns[k];
             varint::put(&mut self.section, c.count);
+            varint::put(&mut self.section, c.recs.len() as u64);
+            varint::put(&mut self.section, c.lens.len() as u64);
             self.section.extend_from_slice(&c.recs);
             self.section.extend_from_slice(&c.lens);
             self.section.extend_from_slice(&c.bytes);
@@ -638,8 +640,22 @@ impl<'a> BlockView<'a> {
         out.clear();
         out.reserve(s.rlen);
         let frame = &self.bytes[s.start..s.start + s.clen];
-        let n = zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(frame, out))
+        // One decompression context per thread: creating one costs more
+        // than decompressing a small column.
+        thread_local! {
+            static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let n = DCTX
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                d.as_mut()
+                    .expect("set above")
+                    .decompress_to_buffer(frame, out)
+            })
             .map_err(|e| format!("section {kind}: {e}"))?;
         if n != s.rlen {
             return Err(format!("section {kind}: {n} bytes, header says {}", s.rlen));
@@ -661,62 +677,98 @@ pub struct Row {
     pub schema: u32,
 }
 
-/// A decompressed column: which records have the field and their values.
+/// A decompressed column: `count`, the byte lengths of the two varint
+/// runs, the record index of each value (delta-coded), each value's
+/// length, then the values back to back. The values can be scanned as one
+/// run of bytes before the index is decoded.
 #[derive(Default)]
 pub struct ColumnData {
     pub buf: Vec<u8>,
-    /// Record index of each value.
+    count: usize,
+    recs_at: usize,
+    lens_at: usize,
+    bytes_at: usize,
+    /// Record index of each value (after [`ColumnData::index`]).
     pub recs: Vec<u32>,
-    /// `(start, end)` of each value in `buf`.
+    /// `(start, end)` of each value in `buf` (after [`ColumnData::index`]).
     pub spans: Vec<(u32, u32)>,
 }
 
 impl ColumnData {
-    /// Parses a decompressed column section (in `buf`).
-    pub fn parse(buf: Vec<u8>, records: u32) -> Result<ColumnData, String> {
+    /// Reads a decompressed column section's header.
+    pub fn parse(buf: Vec<u8>) -> Result<ColumnData, String> {
         let bad = || "malformed column".to_string();
         let mut p = 0;
-        let n = varint::get(&buf, &mut p).ok_or_else(bad)? as usize;
-        if n > buf.len() {
+        let count = varint::get(&buf, &mut p).ok_or_else(bad)? as usize;
+        let rl = varint::get(&buf, &mut p).ok_or_else(bad)? as usize;
+        let ll = varint::get(&buf, &mut p).ok_or_else(bad)? as usize;
+        if count > buf.len() || p + rl + ll > buf.len() {
             return Err(bad());
         }
-        let mut recs = Vec::with_capacity(n);
+        Ok(ColumnData {
+            count,
+            recs_at: p,
+            lens_at: p + rl,
+            bytes_at: p + rl + ll,
+            buf,
+            recs: Vec::new(),
+            spans: Vec::new(),
+        })
+    }
+
+    /// The values, back to back.
+    pub fn values(&self) -> &[u8] {
+        &self.buf[self.bytes_at..]
+    }
+
+    /// Where [`ColumnData::values`] starts in `buf`.
+    pub fn values_start(&self) -> usize {
+        self.bytes_at
+    }
+
+    /// Decodes which record each value belongs to and where it is.
+    pub fn index(&mut self, records: u32) -> Result<(), String> {
+        if self.recs.len() == self.count {
+            return Ok(());
+        }
+        let bad = || "malformed column".to_string();
+        let buf = &self.buf;
+        let mut recs = Vec::with_capacity(self.count);
+        let mut p = self.recs_at;
         let mut r = 0u64;
-        for _ in 0..n {
-            r += varint::get(&buf, &mut p).ok_or_else(bad)?;
+        for _ in 0..self.count {
+            r += varint::get(&buf[..self.lens_at], &mut p).ok_or_else(bad)?;
             if r >= records as u64 {
                 return Err(bad());
             }
             recs.push(r as u32);
         }
-        let mut lens = Vec::with_capacity(n);
-        for _ in 0..n {
-            lens.push(varint::get(&buf, &mut p).ok_or_else(bad)? as usize);
-        }
-        let mut spans = Vec::with_capacity(n);
-        for l in lens {
-            if p + l > buf.len() {
+        let mut spans = Vec::with_capacity(self.count);
+        let mut p = self.lens_at;
+        let mut at = self.bytes_at;
+        for _ in 0..self.count {
+            let l = varint::get(&buf[..self.bytes_at], &mut p).ok_or_else(bad)? as usize;
+            if at + l > buf.len() {
                 return Err(bad());
             }
-            spans.push((p as u32, (p + l) as u32));
-            p += l;
+            spans.push((at as u32, (at + l) as u32));
+            at += l;
         }
-        Ok(ColumnData { buf, recs, spans })
+        self.recs = recs;
+        self.spans = spans;
+        Ok(())
     }
 
     pub fn value(&self, i: usize) -> &[u8] {
         let (s, e) = self.spans[i];
         &self.buf[s as usize..e as usize]
     }
-
-    /// Where the values start in `buf` (they run to its end, back to back).
-    pub fn values_start(&self) -> usize {
-        self.spans.first().map_or(self.buf.len(), |s| s.0 as usize)
-    }
 }
 
-/// A block decoded enough to rebuild its records.
+/// A block decoded as far as a search needed: the meta rows and the
+/// columns it asked for.
 pub struct Decoded {
+    pub records: u32,
     pub rows: Vec<Row>,
     dict_buf: Vec<u8>,
     dicts: [Vec<(u32, u32)>; NDICTS],
@@ -724,11 +776,36 @@ pub struct Decoded {
     /// Input and class names of this block, for `write_record`.
     pub names: Names,
     pub columns: Vec<Option<ColumnData>>,
+    meta_loaded: bool,
 }
 
 impl Decoded {
+    /// Nothing decompressed yet.
+    pub fn new(view: &BlockView<'_>) -> Decoded {
+        Decoded {
+            records: view.records,
+            rows: Vec::new(),
+            dict_buf: Vec::new(),
+            dicts: Default::default(),
+            schemas: Vec::new(),
+            names: Names::default(),
+            columns: (0..view.keys.len()).map(|_| None).collect(),
+            meta_loaded: false,
+        }
+    }
+
     /// Decompresses the meta, dictionary and schema sections.
     pub fn meta(view: &BlockView<'_>) -> Result<Decoded, String> {
+        let mut d = Decoded::new(view);
+        d.load_meta(view)?;
+        Ok(d)
+    }
+
+    /// Decompresses the meta, dictionary and schema sections, once.
+    pub fn load_meta(&mut self, view: &BlockView<'_>) -> Result<(), String> {
+        if self.meta_loaded {
+            return Ok(());
+        }
         let bad = |what: &str| format!("malformed {what} section");
         let mut meta = Vec::new();
         view.section(SEC_META, &mut meta)?;
@@ -812,19 +889,16 @@ impl Decoded {
                 })
                 .collect()
         };
-        let names = Names {
+        self.names = Names {
             inputs: text(DICT_INPUT),
             classes: text(DICT_CLASS),
         };
-        let columns = (0..view.keys.len()).map(|_| None).collect();
-        Ok(Decoded {
-            rows,
-            dict_buf,
-            dicts,
-            schemas,
-            names,
-            columns,
-        })
+        self.rows = rows;
+        self.dict_buf = dict_buf;
+        self.dicts = dicts;
+        self.schemas = schemas;
+        self.meta_loaded = true;
+        Ok(())
     }
 
     /// Dictionary entry `id` of dictionary `d`.
@@ -834,13 +908,13 @@ impl Decoded {
     }
 
     /// Decompresses column `k` if not yet done.
-    pub fn load_column(&mut self, view: &BlockView<'_>, k: u16) -> Result<&ColumnData, String> {
+    pub fn load_column(&mut self, view: &BlockView<'_>, k: u16) -> Result<&mut ColumnData, String> {
         if self.columns[k as usize].is_none() {
             let mut buf = Vec::new();
             view.section(k, &mut buf)?;
-            self.columns[k as usize] = Some(ColumnData::parse(buf, view.records)?);
+            self.columns[k as usize] = Some(ColumnData::parse(buf)?);
         }
-        Ok(self.columns[k as usize].as_ref().expect("loaded above"))
+        Ok(self.columns[k as usize].as_mut().expect("loaded above"))
     }
 
     /// Decompresses every column.
@@ -852,13 +926,18 @@ impl Decoded {
     }
 
     /// Rebuilds every record whose index `want` accepts, in order, and
-    /// calls `f` with it. Needs all columns loaded.
+    /// calls `f` with it. Loads what it needs.
     pub fn for_each_record(
-        &self,
+        &mut self,
         view: &BlockView<'_>,
         mut want: impl FnMut(usize) -> bool,
-        mut f: impl FnMut(usize, &Record<'_>),
+        mut f: impl FnMut(usize, &Record<'_>, &Names),
     ) -> Result<(), String> {
+        self.load_meta(view)?;
+        self.load_all(view)?;
+        for c in self.columns.iter_mut().flatten() {
+            c.index(self.records)?;
+        }
         let mut cursors = vec![0usize; self.columns.len()];
         let mut bump = Bump::new();
         for (i, row) in self.rows.iter().enumerate() {
@@ -887,8 +966,7 @@ impl Decoded {
             }
             if wanted {
                 let rec = self.record(row, fields);
-                f(i, &rec);
-                drop(rec);
+                f(i, &rec, &self.names);
                 bump.reset();
             }
         }
@@ -951,7 +1029,7 @@ mod tests {
             raw,
             Timestamp::from_unix_ns(1_700_000_000_000_000_000 + i as i64 * 1000),
             SocketAddr::new(
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     "10.0.0.7".parse().unwrap()
                 } else {
                     "::1".parse().unwrap()
@@ -966,9 +1044,13 @@ mod tests {
             frac_digits: 3,
         };
         r.pri = 34;
-        r.flaws = if i % 5 == 0 { 3 } else { 0 };
+        r.flaws = if i.is_multiple_of(5) { 3 } else { 0 };
         r.class = 3;
-        r.host = if i % 3 == 0 { b"" } else { b"dc01.example.com" };
+        r.host = if i.is_multiple_of(3) {
+            b""
+        } else {
+            b"dc01.example.com"
+        };
         r.app = b"agent";
         r.msgid = b"ID47";
         let mut f = Fields::with_capacity(bump, 4);
@@ -978,7 +1060,7 @@ mod tests {
             b"targetusername",
             bump.alloc_slice_copy(format!("user{}", i % 7).as_bytes()),
         );
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             f.push(bump, b"message", "quoted \" and \u{e9} \n".as_bytes());
             f.push(bump, b"eventid", b"dup");
         }
@@ -1005,15 +1087,14 @@ mod tests {
         let v = BlockView::parse(&out, true).unwrap();
         assert_eq!(v.index, 7);
         assert_eq!(v.prev, [9; 32]);
-        let mut d = Decoded::meta(&v).unwrap();
-        d.load_all(&v).unwrap();
+        let mut d = Decoded::new(&v);
         let mut got = Vec::new();
         d.for_each_record(
             &v,
             |_| true,
-            |_, r| {
+            |_, r, names| {
                 let mut line = Vec::new();
-                write_record(&mut line, r, &d.names);
+                write_record(&mut line, r, names);
                 got.push(line);
             },
         )
@@ -1088,10 +1169,9 @@ mod tests {
             b.seal(round as u64, &[0; 32], &mut out).unwrap();
             let v = BlockView::parse(&out, true).unwrap();
             assert_eq!(v.records, 10);
-            let mut d = Decoded::meta(&v).unwrap();
-            d.load_all(&v).unwrap();
+            let mut d = Decoded::new(&v);
             let mut n = 0;
-            d.for_each_record(&v, |_| true, |_, _| n += 1).unwrap();
+            d.for_each_record(&v, |_| true, |_, _, _| n += 1).unwrap();
             assert_eq!(n, 10);
         }
     }

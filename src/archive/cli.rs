@@ -74,6 +74,16 @@ pub enum ArchiveCommand {
         /// The archive directory.
         dir: PathBuf,
     },
+    /// Print the benchmark corpus (Windows-agent JSON in RFC 5424 lines).
+    #[command(hide = true)]
+    Corpus {
+        /// How many lines.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 /// Runs one `sluice archive` command.
@@ -181,6 +191,21 @@ pub fn run(cmd: ArchiveCommand) -> ExitCode {
                 }
                 Err(e) => fail(&e),
             }
+        }
+        ArchiveCommand::Corpus { count, seed } => {
+            let mut c = super::corpus::Corpus::new(seed);
+            let mut out = std::io::stdout().lock();
+            let mut buf = Vec::with_capacity(1 << 20);
+            for i in 0..count {
+                c.line(&mut buf);
+                if buf.len() >= 1 << 20 || i + 1 == count {
+                    if std::io::Write::write_all(&mut out, &buf).is_err() {
+                        return ExitCode::SUCCESS;
+                    }
+                    buf.clear();
+                }
+            }
+            ExitCode::SUCCESS
         }
         ArchiveCommand::Stats { dir } => match stats(&dir) {
             Ok(s) => {

@@ -20,6 +20,7 @@ pub mod block;
 pub mod bloom;
 pub mod checkpoint;
 pub mod cli;
+pub mod corpus;
 pub mod merkle;
 pub mod retention;
 pub mod search;

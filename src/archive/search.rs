@@ -92,6 +92,9 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
+/// One block's matching lines and where each ends, or why it was skipped.
+type BlockResult = std::result::Result<(Vec<u8>, Vec<usize>), String>;
+
 /// A block that passed the header checks.
 struct Candidate {
     seg: usize,
@@ -145,10 +148,13 @@ pub fn search(dir: &Path, q: &Query, out: &mut dyn Write) -> Result<Outcome> {
                     {
                         continue;
                     }
+                    // Tokens are indexed for `message` only, so they rule
+                    // a block out only when it holds no other field.
+                    let only_message = view.keys.iter().all(|k| *k == b"message");
                     if q.conds
                         .iter()
                         .filter_map(|c| c.bloom_key)
-                        .chain(tokens.iter().copied())
+                        .chain(tokens.iter().copied().filter(|_| only_message))
                         .any(|k| !bloom::may_contain(view.bloom, k))
                     {
                         continue;
@@ -176,7 +182,7 @@ pub fn search(dir: &Path, q: &Query, out: &mut dyn Write) -> Result<Outcome> {
     let limit = q.limit.unwrap_or(u64::MAX);
     while i < cands.len() && o.matched < limit {
         let end = (i + chunk).min(cands.len());
-        let results: Vec<std::result::Result<(Vec<u8>, Vec<usize>), String>> = cands[i..end]
+        let results: Vec<BlockResult> = cands[i..end]
             .par_iter()
             .map(|c| {
                 let bytes = &maps[c.seg].bytes()[c.offset..];
@@ -257,29 +263,37 @@ fn meta_value<'a>(
 }
 
 /// Finds the matching records of one block; returns their output lines
-/// (in the requested order) and the end offset of each.
-fn scan_block(
-    view: &BlockView<'_>,
-    q: &Query,
-) -> std::result::Result<(Vec<u8>, Vec<usize>), String> {
-    let mut d = Decoded::meta(view)?;
-    let n = d.rows.len();
-    let mut want: Vec<bool> = d
-        .rows
-        .iter()
-        .map(|r| q.from.is_none_or(|f| r.ts >= f) && q.to.is_none_or(|t| r.ts <= t))
-        .collect();
+/// (in the requested order) and the end offset of each. Decompresses only
+/// what the conditions need until some record still matches.
+fn scan_block(view: &BlockView<'_>, q: &Query) -> BlockResult {
+    let none = || Ok((Vec::new(), Vec::new()));
+    let n = view.records as usize;
+    let mut d = Decoded::new(view);
+    let mut want = vec![true; n];
+    if q.from.is_some_and(|f| view.min_ts < f) || q.to.is_some_and(|t| view.max_ts > t) {
+        d.load_meta(view)?;
+        for (w, r) in want.iter_mut().zip(&d.rows) {
+            *w = q.from.is_none_or(|f| r.ts >= f) && q.to.is_none_or(|t| r.ts <= t);
+        }
+    }
     let mut scratch = Vec::new();
     for c in &q.conds {
         match &c.field {
             FieldRef::Msg(k) => {
+                let Some(kid) = view.key_id(k) else {
+                    return none();
+                };
+                let col = d.load_column(view, kid)?;
+                // Most blocks a bloom false positive lets through do not
+                // hold the value at all: one memmem says so.
+                if !c.value.is_empty() && memchr::memmem::find(col.values(), &c.value).is_none() {
+                    return none();
+                }
+                col.index(view.records)?;
                 let mut hit = vec![false; n];
-                if let Some(kid) = view.key_id(k) {
-                    let col = d.load_column(view, kid)?;
-                    for (i, &rec) in col.recs.iter().enumerate() {
-                        if col.value(i) == &c.value[..] {
-                            hit[rec as usize] = true;
-                        }
+                for (i, &rec) in col.recs.iter().enumerate() {
+                    if col.value(i) == &c.value[..] {
+                        hit[rec as usize] = true;
                     }
                 }
                 for (w, h) in want.iter_mut().zip(hit) {
@@ -287,6 +301,7 @@ fn scan_block(
                 }
             }
             FieldRef::Meta(m) => {
+                d.load_meta(view)?;
                 for (i, row) in d.rows.iter().enumerate() {
                     if want[i] {
                         want[i] = meta_value(&d, row, *m, &mut scratch) == Some(&c.value[..]);
@@ -295,21 +310,22 @@ fn scan_block(
             }
         }
         if !want.iter().any(|&w| w) {
-            return Ok((Vec::new(), Vec::new()));
+            return none();
         }
     }
-    if !want.iter().any(|&w| w) {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    d.load_all(view)?;
     if let Some(t) = &q.text {
         let finder = memchr::memmem::Finder::new(t);
         let mut hit = vec![false; n];
-        for col in d.columns.iter().flatten() {
+        let mut any = false;
+        for k in 0..view.keys.len() {
+            let col = d.load_column(view, k as u16)?;
+            if finder.find(col.values()).is_none() {
+                continue;
+            }
+            col.index(view.records)?;
             let vs = col.values_start();
-            let hay = &col.buf[vs..];
             let mut vi = 0usize;
-            for pos in finder.find_iter(hay) {
+            for pos in finder.find_iter(col.values()) {
                 let (s, e) = (pos + vs, pos + vs + t.len());
                 // The value holding the hit's start; it must hold its end.
                 while vi < col.spans.len() && (col.spans[vi].1 as usize) <= s {
@@ -317,22 +333,29 @@ fn scan_block(
                 }
                 if vi < col.spans.len() && e <= col.spans[vi].1 as usize {
                     hit[col.recs[vi] as usize] = true;
+                    any = true;
                 }
             }
+        }
+        if !any {
+            return none();
         }
         for (w, h) in want.iter_mut().zip(hit) {
             *w &= h;
         }
+    }
+    if !want.iter().any(|&w| w) {
+        return none();
     }
     let mut buf = Vec::new();
     let mut lines: Vec<(usize, usize)> = Vec::new();
     d.for_each_record(
         view,
         |i| want[i],
-        |_, rec| {
+        |_, rec, names| {
             let s = buf.len();
             if q.json {
-                write_record(&mut buf, rec, &d.names);
+                write_record(&mut buf, rec, names);
             } else {
                 write_text(&mut buf, rec);
             }
