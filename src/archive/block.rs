@@ -74,6 +74,29 @@ pub const DICT_NAMES: [&str; NDICTS] = [
     "meta.msgid",
 ];
 
+/// Byte equality without a libc call for the short strings (field names,
+/// header values) the builder compares several times per record.
+#[inline(always)]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8"));
+    match n {
+        0 => true,
+        1..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
+        17..=32 => {
+            w(a, 0) == w(b, 0)
+                && w(a, 8) == w(b, 8)
+                && w(a, n - 16) == w(b, n - 16)
+                && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
 /// Distinct byte strings, stored once in an arena, with dense ids.
 #[derive(Default)]
 struct Interner {
@@ -95,7 +118,7 @@ impl Interner {
         let (arena, spans) = (&self.arena, &self.spans);
         let eq = |&id: &u32| {
             let (s, l) = spans[id as usize];
-            &arena[s as usize..(s + l) as usize] == bytes
+            eq_bytes(&arena[s as usize..(s + l) as usize], bytes)
         };
         if let Some(&id) = self.table.find(h, eq) {
             return (id, false);
@@ -138,6 +161,7 @@ impl Interner {
 struct Column {
     name_hash: u64,
     count: u64,
+    last_len: usize,
     last_rec: u32,
     recs: Vec<u8>,
     lens: Vec<u8>,
@@ -147,6 +171,7 @@ struct Column {
 impl Column {
     fn clear(&mut self) {
         self.count = 0;
+        self.last_len = 0;
         self.last_rec = 0;
         self.recs.clear();
         self.lens.clear();
@@ -171,6 +196,11 @@ pub struct BlockBuilder {
     columns: Vec<Column>,
     schemas: Interner,
     schema: Vec<u8>,
+    /// Key ids of the previous record's fields, and its schema id.
+    prev_kids: Vec<u32>,
+    prev_schema: Option<u32>,
+    /// The id each dictionary gave last.
+    last_dict: [Option<u32>; NDICTS],
     meta: Vec<u8>,
     keyset: KeySet,
     records: u32,
@@ -198,6 +228,9 @@ impl BlockBuilder {
             columns: Vec::new(),
             schemas: Interner::default(),
             schema: Vec::with_capacity(256),
+            prev_kids: Vec::with_capacity(64),
+            prev_schema: None,
+            last_dict: [None; NDICTS],
             meta: Vec::with_capacity(64 * 1024),
             keyset: KeySet::default(),
             records: 0,
@@ -246,7 +279,15 @@ impl BlockBuilder {
 
     #[inline]
     fn dict(&mut self, d: usize, value: &[u8]) -> u32 {
+        // Consecutive records mostly share their header values: comparing
+        // with the last one is cheaper than hashing.
+        if let Some(last) = self.last_dict[d]
+            && eq_bytes(self.dicts[d].get(last), value)
+        {
+            return last;
+        }
         let (id, new) = self.dicts[d].intern(value);
+        self.last_dict[d] = Some(id);
         if new && d != DICT_IP {
             self.keyset
                 .insert(bloom::field_key(self.dict_seeds[d], value));
@@ -288,7 +329,11 @@ impl BlockBuilder {
                 &ipb[..]
             }
         };
-        let (ip_id, new) = self.dicts[DICT_IP].intern(ipbytes);
+        let (ip_id, new) = match self.last_dict[DICT_IP] {
+            Some(last) if eq_bytes(self.dicts[DICT_IP].get(last), ipbytes) => (last, false),
+            _ => self.dicts[DICT_IP].intern(ipbytes),
+        };
+        self.last_dict[DICT_IP] = Some(ip_id);
         if new {
             self.scratch.clear();
             write_ip(&mut self.scratch, rec.src.ip());
@@ -310,8 +355,24 @@ impl BlockBuilder {
 
         let r = self.records;
         self.schema.clear();
-        for f in rec.fields.as_slice() {
-            let (kid, new) = self.keys.intern(f.key);
+        let fields = rec.fields.as_slice();
+        // Records of one kind share their field names in order: reuse the
+        // previous record's key ids (and schema) while they match.
+        let mut same = fields.len() == self.prev_kids.len();
+        for (i, f) in fields.iter().enumerate() {
+            let prev = self.prev_kids.get(i).copied();
+            let (kid, new) = match prev {
+                Some(k) if eq_bytes(self.keys.get(k), f.key) => (k, false),
+                _ => {
+                    same = false;
+                    self.keys.intern(f.key)
+                }
+            };
+            if i < self.prev_kids.len() {
+                self.prev_kids[i] = kid;
+            } else {
+                self.prev_kids.push(kid);
+            }
             if new {
                 if self.columns.len() <= kid as usize {
                     self.columns.push(Column::default());
@@ -326,10 +387,17 @@ impl BlockBuilder {
             varint::put(&mut c.recs, (r - c.last_rec) as u64);
             c.last_rec = r;
             varint::put(&mut c.lens, f.value.len() as u64);
+            // A value equal to the column's previous one is in the filter.
+            let repeat = c.count > 0
+                && c.last_len == f.value.len()
+                && eq_bytes(&c.bytes[c.bytes.len() - c.last_len..], f.value);
             c.bytes.extend_from_slice(f.value);
+            c.last_len = f.value.len();
             c.count += 1;
             self.encoded += c.recs.len() + c.lens.len() + c.bytes.len() - before;
-            self.keyset.insert(bloom::field_key(c.name_hash, f.value));
+            if !repeat {
+                self.keyset.insert(bloom::field_key(c.name_hash, f.value));
+            }
             // Message tokens (RFC 3164/5424 free text lands in `message`);
             // other fields are indexed by whole value only.
             if f.key == b"message" {
@@ -337,7 +405,12 @@ impl BlockBuilder {
                 bloom::tokens(f.value, |t| ks.insert(bloom::token_key(t)));
             }
         }
-        let (sid, _) = self.schemas.intern(&self.schema);
+        self.prev_kids.truncate(fields.len());
+        let sid = match self.prev_schema {
+            Some(sid) if same => sid,
+            _ => self.schemas.intern(&self.schema).0,
+        };
+        self.prev_schema = Some(sid);
         varint::put(&mut self.meta, sid as u64);
         self.encoded += self.meta.len() - m0;
         self.records += 1;
@@ -450,6 +523,9 @@ impl BlockBuilder {
         }
         self.keys.clear();
         self.schemas.clear();
+        self.prev_kids.clear();
+        self.prev_schema = None;
+        self.last_dict = [None; NDICTS];
         self.meta.clear();
         self.keyset.clear();
         self.records = 0;
@@ -1154,6 +1230,29 @@ mod tests {
             BlockView::parse(b"nope-nope", true),
             Err(BadBlock::NoMagic)
         ));
+    }
+
+    #[test]
+    fn short_byte_comparison_agrees_with_slices() {
+        let words: Vec<Vec<u8>> = (0..40)
+            .flat_map(|n| {
+                let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut b = a.clone();
+                if let Some(x) = b.last_mut() {
+                    *x ^= 1;
+                }
+                let mut c = a.clone();
+                if let Some(x) = c.first_mut() {
+                    *x ^= 1;
+                }
+                [a, b, c]
+            })
+            .collect();
+        for x in &words {
+            for y in &words {
+                assert_eq!(eq_bytes(x, y), x == y, "{x:?} {y:?}");
+            }
+        }
     }
 
     #[test]
