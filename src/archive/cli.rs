@@ -175,7 +175,8 @@ pub fn run(cmd: ArchiveCommand) -> ExitCode {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             match search(&dir, &q, &mut out) {
                 Ok(o) => {
-                    drop(out);
+                    // A closed pipe (`| head`) is not an error.
+                    let _ = out.into_inner();
                     for e in &o.errors {
                         eprintln!("sluice archive search: {e}");
                     }

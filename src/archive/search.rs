@@ -211,8 +211,14 @@ pub fn search(dir: &Path, q: &Query, out: &mut dyn Write) -> Result<Outcome> {
                         if o.matched >= limit {
                             break;
                         }
-                        out.write_all(&buf[start..e])
-                            .map_err(|e| ArchiveError::Other(format!("writing results: {e}")))?;
+                        match out.write_all(&buf[start..e]) {
+                            Ok(()) => {}
+                            // `search … | head`: the reader has all it wants.
+                            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(o),
+                            Err(e) => {
+                                return Err(ArchiveError::Other(format!("writing results: {e}")));
+                            }
+                        }
                         start = e;
                         o.matched += 1;
                     }
@@ -223,9 +229,12 @@ pub fn search(dir: &Path, q: &Query, out: &mut dyn Write) -> Result<Outcome> {
         i = end;
         chunk = (chunk * 2).min(threads * 32);
     }
-    out.flush()
-        .map_err(|e| ArchiveError::Other(format!("writing results: {e}")))?;
-    Ok(o)
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(ArchiveError::Other(format!("writing results: {e}")))
+        }
+        _ => Ok(o),
+    }
 }
 
 fn meta_value<'a>(
