@@ -13,6 +13,12 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v socat >/dev/null || need+=(socat)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The package test: adduser (the package depends on it; dpkg -i does not
+# fetch it), man-db (man -w), iproute2 (ss), util-linux (setpriv).
+command -v adduser >/dev/null || need+=(adduser)
+command -v man >/dev/null || need+=(man-db)
+command -v ss >/dev/null || need+=(iproute2)
+command -v setpriv >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -21,3 +27,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# cargo-deb builds the Debian package (scripts/build-deb.sh).
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet

@@ -9,3 +9,5 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 # Two test threads: the machine has two cores and many tests run sluice.
 cargo test --all-targets -- --test-threads=2
+# The Debian package: build, install, verify the unit, run, remove, purge.
+scripts/package-test.sh

@@ -135,6 +135,19 @@ impl Enricher {
         })
     }
 
+    /// Takes the rules (and names) of `new`, keeping this enricher's
+    /// identity table so that a reload forgets no one; applies `new`'s
+    /// identity settings to it.
+    pub fn take_rules(&mut self, new: Enricher, identity: &crate::config::IdentityConfig) {
+        self.rules = new.rules;
+        self.names = new.names;
+        match (&mut self.identity, identity.enabled) {
+            (Some(id), true) => id.reconfigure(identity),
+            (None, true) => self.identity = new.identity,
+            (_, false) => self.identity = None,
+        }
+    }
+
     /// Enriches one record.
     pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         for r in &self.rules {

@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn lf_crlf_nul_and_octet_frames_mix_on_one_connection() {
-        let input = b"<13>a\n<13>b\r\n<13>c\x0013 <13>d\ne\nf\n<13>g\n";
+        let input = b"<13>a\n<13>b\r\n<13>c\x009 <13>d\ne\nf<13>g\n";
         assert_eq!(
             all_chunkings(input, 1024),
             vec![

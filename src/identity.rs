@@ -66,6 +66,18 @@ impl Identity {
         }
     }
 
+    /// Applies new limits (reload); a smaller table evicts its oldest.
+    pub fn reconfigure(&mut self, cfg: &IdentityConfig) {
+        self.ttl_ns = cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64;
+        self.max = cfg.max_entries.max(1);
+        while self.map.len() > self.max {
+            self.evict_oldest();
+        }
+        self.stats
+            .entries
+            .store(self.map.len() as u64, Ordering::Relaxed);
+    }
+
     /// Learns from `rec` if it is a qualifying Windows logon.
     pub fn learn(&mut self, rec: &Record<'_>) {
         if rec.class != class::WINDOWS {

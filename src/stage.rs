@@ -34,11 +34,14 @@ impl StageWork for crate::enrich::Enricher {
     }
 }
 
-/// Something a stage can swap its work for (live reload).
-pub type Swap<W> = Receiver<W>;
+/// A change to a stage's work, applied between batches (live reload).
+pub type Update<W> = Box<dyn FnOnce(&mut W) + Send>;
+
+/// Where a stage receives its updates.
+pub type Swap<W> = Receiver<Update<W>>;
 
 /// Runs `work` over every batch from `rx`, sending each on to `tx`.
-/// Between batches, a new `work` from `swap` replaces the old one.
+/// Between batches, updates from `swap` change the work (reload).
 pub fn spawn<W: StageWork>(
     name: &'static str,
     mut work: W,
@@ -53,10 +56,10 @@ pub fn spawn<W: StageWork>(
             let m: &StageMetrics = metrics.stage(name);
             let hist = m.latency.local();
             for mut batch in rx.iter() {
-                if let Some(s) = &swap
-                    && let Some(w) = s.try_iter().last()
-                {
-                    work = w;
+                if let Some(s) = &swap {
+                    for update in s.try_iter() {
+                        update(&mut work);
+                    }
                 }
                 process(&mut work, &mut batch);
                 let n = batch.len() as u64;

@@ -63,23 +63,38 @@ impl Timestamp {
     }
 
     /// Appends the RFC 3339 form, e.g. `2003-10-11T22:14:15.003Z`.
+    /// Records of one second share the date-time text: the last second
+    /// formatted is cached per thread.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
-        let c = self.civil();
-        push_num(out, c.year as u32, 4);
-        out.push(b'-');
-        push_num(out, c.month, 2);
-        out.push(b'-');
-        push_num(out, c.day, 2);
-        out.push(b'T');
-        push_num(out, c.hour, 2);
-        out.push(b':');
-        push_num(out, c.minute, 2);
-        out.push(b':');
-        push_num(out, c.second, 2);
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+        }
+        let (secs, nanos) = self.local_secs();
+        let (cached, text) = LAST.get();
+        if cached == secs {
+            out.extend_from_slice(&text);
+        } else {
+            let start = out.len();
+            let c = self.civil();
+            push_num(out, c.year as u32, 4);
+            out.push(b'-');
+            push_num(out, c.month, 2);
+            out.push(b'-');
+            push_num(out, c.day, 2);
+            out.push(b'T');
+            push_num(out, c.hour, 2);
+            out.push(b':');
+            push_num(out, c.minute, 2);
+            out.push(b':');
+            push_num(out, c.second, 2);
+            if let Ok(t) = <[u8; 19]>::try_from(&out[start..]) {
+                LAST.set((secs, t));
+            }
+        }
         if self.frac_digits > 0 {
             out.push(b'.');
             let digits = self.frac_digits.min(9) as u32;
-            push_num(out, c.nanos / 10u32.pow(9 - digits), digits as usize);
+            push_num(out, nanos / 10u32.pow(9 - digits), digits as usize);
         }
         if self.offset_min == 0 {
             out.push(b'Z');

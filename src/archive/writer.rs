@@ -43,7 +43,7 @@ use super::segment::{self, Header, Mapped, Step};
 use super::{ArchiveError, Result, checkpoints_path, now_ns, segments_dir, sync_dir};
 use crate::batch::SharedBatch;
 use crate::config::OutputConfig;
-use crate::encode::Names;
+use crate::encode::{Names, SharedNames};
 use crate::matcher::Matcher;
 use crate::metrics::{LocalHist, Metrics, OutputMetrics, drop_reason, record as record_latency};
 use crate::record::Record;
@@ -753,17 +753,57 @@ fn hostname() -> String {
     if h.is_empty() { "-".into() } else { h }
 }
 
-/// Opens the archive of output `cfg` and runs it on its own thread, fed by
-/// `rx` (the output's queue).
+/// The archives running in this process, for [`expose_metrics`]: each
+/// with the output metrics it belongs to, so a pipeline shows only its own.
+type Registered = (std::sync::Weak<OutputMetrics>, std::sync::Weak<Stats>);
+static REGISTRY: parking_lot::Mutex<Vec<Registered>> = parking_lot::Mutex::new(Vec::new());
+
+fn register(om: &Arc<OutputMetrics>, stats: &Arc<Stats>) {
+    let mut r = REGISTRY.lock();
+    r.retain(|(o, s)| o.strong_count() > 0 && s.strong_count() > 0);
+    r.push((Arc::downgrade(om), Arc::downgrade(stats)));
+}
+
+/// Adds the archive metrics of `metrics`' archive outputs (those running
+/// now and those a reload starts later) to its exposition, through
+/// `Metrics::extra`.
+pub fn expose_metrics(metrics: &Arc<Metrics>) {
+    let weak = Arc::downgrade(metrics);
+    metrics.extra.lock().push(Arc::new(move |out: &mut String| {
+        let Some(m) = weak.upgrade() else { return };
+        let live: Vec<(Arc<OutputMetrics>, Arc<Stats>)> = REGISTRY
+            .lock()
+            .iter()
+            .filter_map(|(o, s)| Some((o.upgrade()?, s.upgrade()?)))
+            .collect();
+        for (om, stats) in live {
+            if m.output(&om.name).is_some_and(|cur| Arc::ptr_eq(&cur, &om)) {
+                stats.render(&om.name, out);
+            }
+        }
+    }));
+}
+
+/// Starts archive output `cfg` on its own thread, fed by `rx` (the
+/// output's queue). At start-up (`gate` is `None`) the archive is opened
+/// here, so a bad key or a damaged archive stops sluice; a reloaded output
+/// first waits for the output it replaces to finish (and release the
+/// archive), then opens it.
 pub fn spawn(
     cfg: &OutputConfig,
-    index: usize,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
+    om: Arc<OutputMetrics>,
+    names: SharedNames,
     matcher: Arc<Matcher>,
     rx: Receiver<Arc<SharedBatch>>,
     shutdown_timeout: Duration,
+    gate: Option<Receiver<Option<JoinHandle<()>>>>,
 ) -> anyhow::Result<JoinHandle<()>> {
+    if cfg.when_full == crate::config::WhenFull::Disk {
+        anyhow::bail!(
+            "output \"{}\": when_full = \"disk\" does not apply to an archive (it is on disk already; use \"block\" or \"drop\")",
+            cfg.name
+        );
+    }
     let s = Settings::from_output(cfg)?;
     let key_path = cfg.signing_key.clone().ok_or_else(|| {
         anyhow::anyhow!(
@@ -774,37 +814,62 @@ pub fn spawn(
     let key = load_signing_key(&key_path)
         .map_err(|e| anyhow::anyhow!("output \"{}\": signing_key {e}", cfg.name))?;
     let interval = s.checkpoint_interval;
-    let mut archive =
-        Archive::open(s, key).map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?;
-    let stats = archive.stats.clone();
-    let name = cfg.name.clone();
-    {
-        let (st, n) = (stats.clone(), name.clone());
-        metrics
-            .extra
-            .lock()
-            .push(Arc::new(move |out: &mut String| st.render(&n, out)));
-    }
-    let forward = match &cfg.checkpoint_target {
-        Some(t) => Some(spawn_forwarder(name.clone(), t.clone(), stats.clone())?),
-        None => None,
+    let target = cfg.checkpoint_target.clone();
+    let mut early = match gate {
+        None => Some(
+            Archive::open(s.clone(), key.clone())
+                .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?,
+        ),
+        Some(_) => None,
     };
-    log::info!(
-        "archive \"{name}\": {} open, {} blocks",
-        archive.dir().display(),
-        archive.tree_size()
-    );
+    let name = cfg.name.clone();
     let thread = std::thread::Builder::new()
         .name(format!("out-{name}"))
         .spawn(move || {
+            if let Some(g) = gate {
+                match g.recv() {
+                    Ok(Some(p)) => {
+                        let _ = p.join();
+                    }
+                    Ok(None) => {}
+                    Err(_) => return, // the reload was abandoned
+                }
+            }
+            let mut archive = match early.take() {
+                Some(a) => a,
+                None => match Archive::open(s, key) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        log::error!(
+                            "output \"{name}\": {e}; its records are counted as dropped (send_error)"
+                        );
+                        for b in rx.iter() {
+                            let n = b.records(|recs| recs.iter().filter(|r| matcher.matches(r)).count());
+                            om.dropped[drop_reason::SEND_ERROR].add(n as u64);
+                        }
+                        return;
+                    }
+                },
+            };
+            let stats = archive.stats.clone();
+            register(&om, &stats);
+            let forward = target.and_then(|t| {
+                spawn_forwarder(name.clone(), t, stats.clone())
+                    .map_err(|e| log::error!("output \"{name}\": checkpoint forwarder: {e}"))
+                    .ok()
+            });
+            log::info!(
+                "archive \"{name}\": {} open, {} blocks",
+                archive.dir().display(),
+                archive.tree_size()
+            );
             let mut w = ArchiveLoop {
                 name,
                 archive: &mut archive,
                 rx,
                 matcher,
                 names,
-                metrics,
-                index,
+                m: om,
                 forward,
                 interval,
                 shutdown_timeout,
@@ -821,9 +886,8 @@ struct ArchiveLoop<'a> {
     archive: &'a mut Archive,
     rx: Receiver<Arc<SharedBatch>>,
     matcher: Arc<Matcher>,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
-    index: usize,
+    names: SharedNames,
+    m: Arc<OutputMetrics>,
     forward: Option<crossbeam_channel::Sender<String>>,
     interval: Duration,
     shutdown_timeout: Duration,
@@ -835,7 +899,7 @@ struct ArchiveLoop<'a> {
 
 impl ArchiveLoop<'_> {
     fn m(&self) -> &OutputMetrics {
-        &self.metrics.outputs[self.index]
+        &self.m
     }
 
     fn run(&mut self) {
@@ -906,6 +970,7 @@ impl ArchiveLoop<'_> {
     fn store(&mut self, b: &SharedBatch, deadline: Option<Instant>) {
         let mut n = 0u64;
         let blocks_before = self.archive.tree_size();
+        let names = self.names.load_full();
         b.records(|recs| {
             for r in recs {
                 if !self.matcher.matches(r) {
@@ -914,7 +979,7 @@ impl ArchiveLoop<'_> {
                 if self.archive.has_pending() {
                     self.retry(deadline, |a| a.write_pending());
                 }
-                if let Err(e) = self.archive.add(r, &self.names) {
+                if let Err(e) = self.archive.add(r, &names) {
                     self.write_error(&e);
                     self.retry(deadline, |a| a.write_pending());
                 }
@@ -967,7 +1032,7 @@ impl ArchiveLoop<'_> {
         if done.records == 0 {
             return;
         }
-        let m = &self.metrics.outputs[self.index];
+        let m = &self.m;
         m.sent.add(done.records);
         m.bytes.add(done.bytes);
         let mut h = hist.lock();

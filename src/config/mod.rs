@@ -24,7 +24,7 @@ pub use units::{ByteSize, HumanDuration};
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// The whole config file.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Config {
     pub pipeline: PipelineConfig,
     pub metrics: MetricsConfig,
@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// `[pipeline]`: threads and queues.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Input worker threads, each pinned to a core. Default: one per core.
@@ -68,7 +68,7 @@ impl Default for PipelineConfig {
 }
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address serving `/metrics`. Default: none (no endpoint).
@@ -76,7 +76,7 @@ pub struct MetricsConfig {
 }
 
 /// `[identity]`: who holds which IP, learned from Windows logons.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
     /// Learn from 4624/4768 and add `src_user`. Default true.
@@ -106,7 +106,7 @@ pub enum InputType {
 }
 
 /// `[[input]]`: a listening socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
     /// Unique name, shown in metrics and `meta.input`.
@@ -226,7 +226,7 @@ impl OneOrMany {
 pub type MatchConfig = BTreeMap<String, OneOrMany>;
 
 /// `[[output]]`: where records go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub name: String,
@@ -306,7 +306,7 @@ fn default_disk_queue_max() -> ByteSize {
 }
 
 /// `[[enrich]]`: add fields to matching records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
     /// Optional name, for logs and metrics.
@@ -319,7 +319,7 @@ pub struct EnrichConfig {
 }
 
 /// `[[classify]]`: a user rule, tried before the built-in classes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
     /// The class records matching this rule get.
@@ -528,6 +528,7 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     }
     let mut cfg = Config::default();
     let sections = split_sections(src);
+    let mut lines = NameLines::default();
     for sec in &sections {
         match (sec.name, sec.array) {
             ("", _) => {
@@ -558,12 +559,14 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             ("input", true) => {
                 if let Some(v) = section::<InputConfig>(sec, &mut errors) {
                     check_input(&v, sec, &mut errors);
+                    lines.inputs.push(key_line(sec, "name"));
                     cfg.inputs.push(v);
                 }
             }
             ("output", true) => {
                 if let Some(v) = section::<OutputConfig>(sec, &mut errors) {
                     check_output(&v, sec, &mut errors);
+                    lines.outputs.push(key_line(sec, "name"));
                     cfg.outputs.push(v);
                 }
             }
@@ -597,7 +600,7 @@ pub fn parse(src: &str, file: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    check_whole(&cfg, &sections, &mut errors);
+    check_whole(&cfg, &sections, &lines, &mut errors);
     if errors.is_empty() {
         Ok(cfg)
     } else {
@@ -782,6 +785,15 @@ fn check_archive(o: &OutputConfig, sec: &Section<'_>, what: &str, errors: &mut V
             format!("{what}: `block_bytes` must be between 1KiB and 64MiB"),
         );
     }
+    if o.when_full == WhenFull::Disk {
+        err(
+            errors,
+            key_line(sec, "when_full"),
+            format!(
+                "{what}: when_full = \"disk\" does not apply to an archive (it is on disk already; use \"block\" or \"drop\")"
+            ),
+        );
+    }
     if o.format.is_some() || o.framing.is_some() {
         err(
             errors,
@@ -881,45 +893,42 @@ fn check_classify(c: &ClassifyConfig, sec: &Section<'_>, errors: &mut Vec<Config
     check_match(&c.matches, sec, &what, errors);
 }
 
+/// The line of each input's and output's `name`, in order.
+#[derive(Default)]
+struct NameLines {
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
 /// Checks across sections: unique names, at least one input and output.
-fn check_whole(cfg: &Config, sections: &[Section<'_>], errors: &mut Vec<ConfigError>) {
-    let line_of_named = |kind: &str, name: &str| -> usize {
-        sections
-            .iter()
-            .filter(|s| s.name == kind)
-            .find(|s| {
-                toml::from_str::<toml::Table>(s.text)
-                    .ok()
-                    .and_then(|t| t.get(kind).cloned())
-                    .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
-                    .and_then(|v| v.get("name").and_then(|n| n.as_str().map(str::to_owned)))
-                    .as_deref()
-                    == Some(name)
-            })
-            .map_or(1, |s| key_line(s, "name"))
-    };
+fn check_whole(
+    cfg: &Config,
+    sections: &[Section<'_>],
+    lines: &NameLines,
+    errors: &mut Vec<ConfigError>,
+) {
     let mut seen = std::collections::HashSet::new();
-    for i in &cfg.inputs {
+    for (k, i) in cfg.inputs.iter().enumerate() {
         if !seen.insert(&i.name) {
             err(
                 errors,
-                line_of_named("input", &i.name),
+                lines.inputs[k],
                 format!("[[input]]: name \"{}\" is used twice", i.name),
             );
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for o in &cfg.outputs {
+    for (k, o) in cfg.outputs.iter().enumerate() {
         if !seen.insert(&o.name) {
             err(
                 errors,
-                line_of_named("output", &o.name),
+                lines.outputs[k],
                 format!("[[output]]: name \"{}\" is used twice", o.name),
             );
         }
     }
     let mut listens = std::collections::HashMap::new();
-    for i in &cfg.inputs {
+    for (k, i) in cfg.inputs.iter().enumerate() {
         let proto = if i.kind == InputType::Udp {
             "udp"
         } else {
@@ -930,7 +939,7 @@ fn check_whole(cfg: &Config, sections: &[Section<'_>], errors: &mut Vec<ConfigEr
         {
             err(
                 errors,
-                line_of_named("input", &i.name),
+                lines.inputs[k],
                 format!(
                     "[[input]] \"{}\": {} {} is also used by input \"{prev}\"",
                     i.name, proto, i.listen

@@ -32,38 +32,101 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends `s` escaped for a JSON string, without quotes.
+/// Appends `s` escaped for a JSON string, without quotes. Runs of bytes
+/// that need nothing are found eight at a time and copied whole; invalid
+/// UTF-8 sequences become U+FFFD (one per bad byte, as `from_utf8_lossy`
+/// does for maximal subparts).
 pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
-    for chunk in s.utf8_chunks() {
-        escape_valid(out, chunk.valid().as_bytes());
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
+    let mut start = 0; // first byte not yet copied
+    let mut i = 0;
+    let n = s.len();
+    while i < n {
+        if i + 8 <= n {
+            let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+            let m = attention(w);
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
+        }
+        let b = s[i];
+        if b < 0x80 {
+            if ESCAPE[b as usize] {
+                out.extend_from_slice(&s[start..i]);
+                write_escape(out, b);
+                start = i + 1;
+            }
+            i += 1;
+        } else {
+            match utf8_len(&s[i..]) {
+                Ok(w) => i += w,
+                Err(bad) => {
+                    out.extend_from_slice(&s[start..i]);
+                    out.extend_from_slice("\u{FFFD}".as_bytes());
+                    i += bad;
+                    start = i;
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// High bit set in each byte of `w` that is a control character, `"`,
+/// `\` or non-ASCII. Exact for the lowest flagged byte (borrows only
+/// propagate upwards), which is all the caller uses.
+#[inline]
+fn attention(w: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let ctrl = w.wrapping_sub(LO * 0x20) & !w;
+    let q = w ^ (LO * b'"' as u64);
+    let quote = q.wrapping_sub(LO) & !q;
+    let b = w ^ (LO * b'\\' as u64);
+    let bs = b.wrapping_sub(LO) & !b;
+    (ctrl | quote | bs | w) & HI
+}
+
+#[inline]
+fn write_escape(out: &mut Vec<u8>, b: u8) {
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        _ => {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
         }
     }
 }
 
+/// Length of the valid UTF-8 sequence at the start of `s` (RFC 3629
+/// section 4), or, when invalid, the length of its maximal valid prefix
+/// (at least 1), which becomes one U+FFFD as in `String::from_utf8_lossy`.
 #[inline]
-fn escape_valid(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if ESCAPE[b as usize] {
-            out.extend_from_slice(&bytes[start..i]);
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                _ => {
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[(b >> 4) as usize]);
-                    out.push(HEX[(b & 15) as usize]);
-                }
-            }
-            start = i + 1;
+fn utf8_len(s: &[u8]) -> Result<usize, usize> {
+    let (width, lo, hi) = match s[0] {
+        0xC2..=0xDF => (2, 0x80, 0xBF),
+        0xE0 => (3, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80, 0xBF),
+        0xED => (3, 0x80, 0x9F),
+        0xF0 => (4, 0x90, 0xBF),
+        0xF1..=0xF3 => (4, 0x80, 0xBF),
+        0xF4 => (4, 0x80, 0x8F),
+        _ => return Err(1),
+    };
+    for k in 1..width {
+        let (l, h) = if k == 1 { (lo, hi) } else { (0x80, 0xBF) };
+        match s.get(k) {
+            Some(&c) if (l..=h).contains(&c) => {}
+            _ => return Err(k),
         }
     }
-    out.extend_from_slice(&bytes[start..]);
+    Ok(width)
 }
 
 /// Appends an IP address in its usual text form.
@@ -179,6 +242,24 @@ mod tests {
     #[test]
     fn invalid_utf8_becomes_replacement_character() {
         assert_eq!(esc(b"a\xffb\xe2\x82"), "\"a\u{FFFD}b\u{FFFD}\"");
+    }
+
+    #[test]
+    fn escaping_agrees_with_serde_json_on_every_alignment() {
+        let samples: [&[u8]; 5] = [
+            b"plain ascii text that is long enough",
+            "unicode \u{fc}\u{2192}\u{2713}\u{1d11e} with \"quotes\" and \\ slashes".as_bytes(),
+            b"ctrl\x01\x1f\x7f tab\t nl\n cr\r",
+            b"\xc3\x28 bad \xf0\x28\x8c\x28 \xe2\x82 tail \xed\xa0\x80",
+            b"12345678\"1234567\\",
+        ];
+        for s in samples {
+            for off in 0..s.len() {
+                let part = &s[off..];
+                let got: String = serde_json::from_str(&esc(part)).unwrap();
+                assert_eq!(got, String::from_utf8_lossy(part), "offset {off} of {s:?}");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@ use serde::Deserialize;
 
 use crate::record::{ClassId, Record};
 
+/// The names in use, swapped whole on reload. Ids only ever get added, so
+/// a record classified under the old names prints right under the new.
+pub type SharedNames = std::sync::Arc<arc_swap::ArcSwap<Names>>;
+
 /// Names the encoders print for input and class ids.
 #[derive(Clone, Debug, Default)]
 pub struct Names {

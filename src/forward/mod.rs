@@ -12,8 +12,10 @@
 //! output's queue is dropped except at shutdown past `shutdown_timeout`,
 //! counted under `shutdown`.
 
+pub mod disk_queue;
 pub mod sinks;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,10 +24,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::batch::{Batch, Pool, SharedBatch};
 use crate::config::{OutputConfig, OutputType, Transport, WhenFull};
-use crate::encode::{Encoder, Format, Framing, Names};
+use crate::encode::{Encoder, Format, Framing, SharedNames};
 use crate::matcher::Matcher;
 use crate::metrics::{Metrics, OutputMetrics, drop_reason, record as record_latency};
-use sinks::{FileSink, Sink, StdoutSink, TcpSink, UdpSink};
+use disk_queue::{Journal, Reader};
+use sinks::{FileSink, Sink, StdoutSink, TcpSink, TlsSink, UdpSink};
 
 /// Write when the buffer holds this much, even if more is queued.
 const WRITE_AT: usize = 256 * 1024;
@@ -33,12 +36,13 @@ const WRITE_AT: usize = 256 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The dispatcher's view of one output.
+#[derive(Clone)]
 pub struct OutputHandle {
     pub name: String,
     pub when_full: WhenFull,
     pub matcher: Arc<Matcher>,
     pub tx: Sender<Arc<SharedBatch>>,
-    pub index: usize,
+    pub metrics: Arc<OutputMetrics>,
 }
 
 /// A started output: its handle and its thread.
@@ -50,34 +54,28 @@ pub struct StartedOutput {
 /// Builds the sink, encoder and thread of one output.
 pub fn start_output(
     cfg: &OutputConfig,
-    index: usize,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
+    om: Arc<OutputMetrics>,
+    names: SharedNames,
     shutdown_timeout: Duration,
+    gate: Option<Receiver<Option<JoinHandle<()>>>>,
 ) -> anyhow::Result<StartedOutput> {
     let matcher = Arc::new(
-        Matcher::compile(&cfg.matches, &names)
+        Matcher::compile(&cfg.matches, &names.load())
             .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?,
     );
     if cfg.kind == OutputType::Archive {
         // The archive takes batches from the same bounded queue as every
         // output (so `when_full` applies) and writes them with its own
         // thread (`archive::writer`).
-        if cfg.when_full == WhenFull::Disk {
-            anyhow::bail!(
-                "output \"{}\": when_full = \"disk\" is not built yet",
-                cfg.name
-            );
-        }
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
         let thread = crate::archive::writer::spawn(
             cfg,
-            index,
+            om.clone(),
             names,
-            metrics,
             matcher.clone(),
             rx,
             shutdown_timeout,
+            gate,
         )?;
         return Ok(StartedOutput {
             handle: OutputHandle {
@@ -85,7 +83,7 @@ pub fn start_output(
                 when_full: cfg.when_full,
                 matcher,
                 tx,
-                index,
+                metrics: om,
             },
             thread,
         });
@@ -134,57 +132,300 @@ pub fn start_output(
                     Encoder::new(format, Framing::None),
                 ),
                 Transport::Tls => {
-                    anyhow::bail!("output \"{}\": TLS transport is not built yet", cfg.name)
+                    let tls = crate::tls::client_config(
+                        cfg.tls_ca.as_deref(),
+                        cfg.tls_cert.as_deref(),
+                        cfg.tls_key.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?;
+                    let name = cfg.tls_server_name.clone().unwrap_or_else(|| {
+                        let host = target.rsplit_once(':').map_or(target.as_str(), |(h, _)| h);
+                        host.trim_matches(['[', ']']).to_string()
+                    });
+                    (
+                        Box::new(TlsSink::new(target, name, tls)),
+                        // RFC 5425 section 4.3: octet counting only.
+                        Encoder::new(format, Framing::OctetCounting),
+                    )
                 }
             }
         }
         OutputType::Archive => anyhow::bail!("output \"{}\": archive handled above", cfg.name),
     };
-    if cfg.when_full == WhenFull::Disk {
-        anyhow::bail!(
-            "output \"{}\": when_full = \"disk\" is not built yet",
-            cfg.name
-        );
-    }
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
+    let delivery = Delivery {
+        name: cfg.name.clone(),
+        sink,
+        m: om.clone(),
+    };
+    let disk = (cfg.when_full == WhenFull::Disk).then(|| {
+        (
+            cfg.disk_queue_path
+                .clone()
+                .unwrap_or_else(|| default_queue_dir(&cfg.name)),
+            cfg.disk_queue_max.0,
+        )
+    });
+    // At start-up the journal opens here, so that an error stops start-up;
+    // a reloaded output opens it after its predecessor has closed it.
+    let mut journal = match (&disk, &gate) {
+        (Some((dir, max)), None) => Some(open_journal(&cfg.name, dir, *max, &om)?),
+        _ => None,
+    };
     let mut out = OutputLoop {
         name: cfg.name.clone(),
         rx,
-        sink,
+        delivery: None,
+        journal: None,
         encoder,
         matcher: matcher.clone(),
         names,
-        metrics: metrics.clone(),
-        index,
+        m: om.clone(),
         buf: Vec::with_capacity(WRITE_AT + 64 * 1024),
         ends: Vec::with_capacity(4096),
         born: Vec::with_capacity(64),
         shutdown_timeout,
     };
+    let name = cfg.name.clone();
     let thread = std::thread::Builder::new()
         .name(format!("out-{}", cfg.name))
-        .spawn(move || out.run())?;
+        .spawn(move || {
+            // A reloaded output waits for the one it replaces to finish its
+            // queue, so that records are written once, in order.
+            if let Some(g) = gate {
+                match g.recv() {
+                    Ok(Some(p)) => {
+                        let _ = p.join();
+                    }
+                    Ok(None) => {}
+                    Err(_) => return, // the reload was abandoned
+                }
+            }
+            if let (None, Some((dir, max))) = (&journal, &disk) {
+                match open_journal(&name, dir, *max, &out.m) {
+                    Ok(j) => journal = Some(j),
+                    Err(e) => {
+                        log::error!("{e}; output \"{name}\" falls back to its memory queue");
+                    }
+                }
+            }
+            match journal {
+                None => {
+                    out.delivery = Some(delivery);
+                    out.run();
+                }
+                Some(j) => {
+                    out.journal = Some(j.clone());
+                    let replay = std::thread::Builder::new()
+                        .name(format!("dq-{name}"))
+                        .spawn(move || replay_journal(delivery, j, shutdown_timeout));
+                    out.run();
+                    if let Ok(r) = replay {
+                        let _ = r.join();
+                    }
+                }
+            }
+        })?;
     Ok(StartedOutput {
         handle: OutputHandle {
             name: cfg.name.clone(),
             when_full: cfg.when_full,
             matcher,
             tx,
-            index,
+            metrics: om,
         },
         thread,
     })
 }
 
+/// Opens (recovering) an output's disk queue.
+fn open_journal(
+    name: &str,
+    dir: &std::path::Path,
+    max: u64,
+    om: &OutputMetrics,
+) -> anyhow::Result<Arc<Journal>> {
+    let (j, rec) = Journal::open(dir, max)
+        .map_err(|e| anyhow::anyhow!("output \"{name}\": disk queue {}: {e}", dir.display()))?;
+    if rec.records > 0 || rec.torn_bytes > 0 {
+        log::info!(
+            "output \"{name}\": disk queue {} holds {} records from the last run{}",
+            dir.display(),
+            rec.records,
+            if rec.torn_bytes > 0 {
+                format!("; cut a torn tail of {} bytes", rec.torn_bytes)
+            } else {
+                String::new()
+            }
+        );
+    }
+    om.disk_queue_records.set(rec.records as i64);
+    om.disk_queue_bytes.set(rec.bytes as i64);
+    Ok(Arc::new(j))
+}
+
+/// Where an output's disk queue lives when `disk_queue_path` is not set:
+/// under systemd's `$STATE_DIRECTORY`, else `/var/lib/sluice`.
+fn default_queue_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|s| std::env::split_paths(&s).next())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/sluice"));
+    base.join("queue").join(name)
+}
+
+/// Why a delivery stopped short.
+enum Shortfall {
+    /// The sink refused for good (e.g. stdout closed).
+    GaveUp(u64),
+    /// The shutdown deadline passed.
+    Deadline(u64),
+}
+
+/// Writes encoded buffers to a sink: reconnects with backoff and resumes at
+/// the first record not fully written.
+struct Delivery {
+    name: String,
+    sink: Box<dyn Sink>,
+    m: Arc<OutputMetrics>,
+}
+
+impl Delivery {
+    fn m(&self) -> &OutputMetrics {
+        &self.m
+    }
+
+    /// Writes `buf` (records ending at `ends`) until done, or until the
+    /// sink gives up or `deadline` passes. Counts `sent`, `bytes` and the
+    /// sink's own drops; the caller decides what a shortfall means.
+    fn deliver(
+        &mut self,
+        buf: &[u8],
+        ends: &[usize],
+        deadline: Option<Instant>,
+    ) -> Result<(), Shortfall> {
+        let mut start = 0usize; // offset of the first record not yet written
+        let mut first = 0usize; // index in `ends` of that record
+        let mut backoff = Duration::from_millis(50);
+        let mut result = Ok(());
+        while start < buf.len() {
+            let res = self.sink.write(&buf[start..], &ends[first..]);
+            let connects = self.sink.take_connects();
+            if connects > 0 {
+                self.m().reconnects.add(connects);
+                log::info!("output \"{}\": connected", self.name);
+            }
+            self.m().connected.set(self.sink.connected() as i64);
+            let Err(e) = res else { break };
+            let written = start + e.written;
+            while first < ends.len() && ends[first] <= written {
+                first += 1;
+            }
+            start = if first == 0 { 0 } else { ends[first - 1] };
+            self.m().failed.inc();
+            let left = (ends.len() - first) as u64;
+            if !e.retry {
+                log::error!(
+                    "output \"{}\": {} (giving up on {left} records)",
+                    self.name,
+                    e.error
+                );
+                result = Err(Shortfall::GaveUp(left));
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                result = Err(Shortfall::Deadline(left));
+                break;
+            }
+            if backoff == Duration::from_millis(50) || backoff >= MAX_BACKOFF {
+                log::warn!("output \"{}\": {}; retrying", self.name, e.error);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        let left = match &result {
+            Ok(()) => 0,
+            Err(Shortfall::GaveUp(n) | Shortfall::Deadline(n)) => *n,
+        };
+        let dropped = self.sink.take_dropped();
+        let m = self.m();
+        m.dropped[drop_reason::SEND_ERROR].add(dropped);
+        m.sent
+            .add((ends.len() as u64).saturating_sub(left + dropped));
+        m.bytes
+            .add(start.max(if left == 0 { buf.len() } else { 0 }) as u64);
+        result
+    }
+}
+
+/// The delivery thread of a disk-queued output: reads the journal in order,
+/// delivers, acknowledges. At shutdown what it could not deliver stays in
+/// the journal for the next start.
+fn replay_journal(mut d: Delivery, j: Arc<Journal>, shutdown_timeout: Duration) {
+    let mut reader = Reader::default();
+    let mut buf = Vec::with_capacity(WRITE_AT + 64 * 1024);
+    let mut ends = Vec::with_capacity(4096);
+    let mut deadline = None;
+    loop {
+        buf.clear();
+        ends.clear();
+        let pos = match j.read(
+            &mut reader,
+            &mut buf,
+            &mut ends,
+            WRITE_AT,
+            Duration::from_secs(1),
+        ) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if j.is_closed() {
+                    return;
+                }
+                let _ = d.sink.flush();
+                continue;
+            }
+            Err(e) => {
+                log::error!(
+                    "output \"{}\": {e}; delivery from the disk queue stops",
+                    d.name
+                );
+                return;
+            }
+        };
+        if j.is_closed() && deadline.is_none() {
+            deadline = Some(Instant::now() + shutdown_timeout);
+        }
+        let bytes = (buf.len() + ends.len() * disk_queue::HEADER) as u64;
+        match d.deliver(&buf, &ends, deadline) {
+            Ok(()) | Err(Shortfall::GaveUp(_)) => {
+                if let Err(e) = j.ack(pos, ends.len() as u64, bytes) {
+                    log::error!("output \"{}\": disk queue ack: {e}", d.name);
+                }
+                let (r, b) = j.pending();
+                d.m().disk_queue_records.set(r as i64);
+                d.m().disk_queue_bytes.set(b as i64);
+            }
+            Err(Shortfall::Deadline(left)) => {
+                log::warn!(
+                    "output \"{}\": shutdown timeout; {} records stay in the disk queue for the next start",
+                    d.name,
+                    left + j.pending().0.saturating_sub(ends.len() as u64)
+                );
+                return;
+            }
+        }
+    }
+}
+
 struct OutputLoop {
     name: String,
     rx: Receiver<Arc<SharedBatch>>,
-    sink: Box<dyn Sink>,
+    /// Memory-queued outputs deliver here; disk-queued ones journal instead.
+    delivery: Option<Delivery>,
+    journal: Option<Arc<Journal>>,
     encoder: Encoder,
     matcher: Arc<Matcher>,
-    names: Arc<Names>,
-    metrics: Arc<Metrics>,
-    index: usize,
+    names: SharedNames,
+    m: Arc<OutputMetrics>,
     buf: Vec<u8>,
     /// End offset of each record in `buf`.
     ends: Vec<usize>,
@@ -195,7 +436,7 @@ struct OutputLoop {
 
 impl OutputLoop {
     fn m(&self) -> &OutputMetrics {
-        &self.metrics.outputs[self.index]
+        &self.m
     }
 
     fn run(&mut self) {
@@ -216,22 +457,33 @@ impl OutputLoop {
                     self.encode(&b);
                     drop(b);
                     if self.buf.len() >= WRITE_AT {
-                        self.deliver(None, &hist);
+                        self.flush(None, &hist);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.buf.is_empty() {
-                        self.deliver(None, &hist);
+                        self.flush(None, &hist);
                     }
                     if last_flush.elapsed() >= Duration::from_secs(1) {
-                        let _ = self.sink.flush();
+                        if let Some(d) = &mut self.delivery {
+                            let _ = d.sink.flush();
+                        }
+                        if let Some(j) = &self.journal {
+                            let _ = j.sync();
+                        }
                         last_flush = Instant::now();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let deadline = Instant::now() + self.shutdown_timeout;
-                    self.deliver(Some(deadline), &hist);
-                    let _ = self.sink.flush();
+                    self.flush(Some(deadline), &hist);
+                    if let Some(d) = &mut self.delivery {
+                        let _ = d.sink.flush();
+                    }
+                    if let Some(j) = &self.journal {
+                        let _ = j.sync();
+                        j.close();
+                    }
                     return;
                 }
             }
@@ -240,9 +492,10 @@ impl OutputLoop {
 
     fn encode(&mut self, b: &SharedBatch) {
         let mut n = 0u64;
+        let names = self.names.load();
         let (enc, names, matcher, buf, ends) = (
             &mut self.encoder,
-            &*self.names,
+            &**names,
             &*self.matcher,
             &mut self.buf,
             &mut self.ends,
@@ -261,69 +514,59 @@ impl OutputLoop {
         }
     }
 
-    /// Writes `buf`, retrying with backoff until it is written, or until
-    /// `deadline` (shutdown) passes, when the rest is counted as dropped.
-    fn deliver(&mut self, deadline: Option<Instant>, hist: &crate::metrics::LocalHist) {
-        let mut start = 0usize; // offset of the first record not yet written
-        let mut first = 0usize; // index in `ends` of that record
-        let mut backoff = Duration::from_millis(50);
-        while start < self.buf.len() {
-            let res = self.sink.write(&self.buf[start..], &self.ends[first..]);
-            let connects = self.sink.take_connects();
-            if connects > 0 {
-                self.m().reconnects.add(connects);
-                log::info!("output \"{}\": connected", self.name);
+    /// Hands `buf` on: delivers it (memory queue) or journals it (disk).
+    fn flush(&mut self, deadline: Option<Instant>, hist: &crate::metrics::LocalHist) {
+        if let Some(j) = &self.journal {
+            let mut scratch = Vec::new();
+            let mut warned = false;
+            loop {
+                match j.append(&self.buf, &self.ends, &mut scratch) {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        // Full: hold on; the memory queue fills and the
+                        // pipeline blocks, nothing is dropped.
+                        if !warned {
+                            log::warn!(
+                                "output \"{}\": disk queue full ({} records); blocking until it drains",
+                                self.name,
+                                j.pending().0
+                            );
+                            warned = true;
+                        }
+                        self.m.disk_queue_full.inc();
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "output \"{}\": disk queue write failed: {e}; retrying",
+                            self.name
+                        );
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
             }
-            self.m().connected.set(self.sink.connected() as i64);
-            match res {
-                Ok(()) => break,
-                Err(e) => {
-                    // Resume at the first record that was not fully written.
-                    let written = start + e.written;
-                    while first < self.ends.len() && self.ends[first] <= written {
-                        first += 1;
-                    }
-                    start = if first == 0 { 0 } else { self.ends[first - 1] };
-                    self.m().failed.inc();
-                    let left = (self.ends.len() - first) as u64;
-                    if !e.retry {
-                        log::error!(
-                            "output \"{}\": {} (giving up on {left} records)",
-                            self.name,
-                            e.error
-                        );
-                        self.m().dropped[drop_reason::SEND_ERROR].add(left);
-                        break;
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        log::error!(
-                            "output \"{}\": shutdown timeout; {left} records not delivered: {}",
-                            self.name,
-                            e.error
-                        );
-                        self.m().dropped[drop_reason::SHUTDOWN].add(left);
-                        break;
-                    }
-                    if backoff == Duration::from_millis(50) || backoff >= MAX_BACKOFF {
-                        log::warn!("output \"{}\": {}; retrying", self.name, e.error);
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+            let (r, b) = j.pending();
+            let m = &self.m;
+            m.disk_queue_records.set(r as i64);
+            m.disk_queue_bytes.set(b as i64);
+        } else if let Some(d) = &mut self.delivery {
+            match d.deliver(&self.buf, &self.ends, deadline) {
+                Ok(()) => {}
+                Err(Shortfall::GaveUp(left)) => d.m().dropped[drop_reason::SEND_ERROR].add(left),
+                Err(Shortfall::Deadline(left)) => {
+                    log::error!(
+                        "output \"{}\": shutdown timeout; {left} records not delivered",
+                        self.name
+                    );
+                    d.m().dropped[drop_reason::SHUTDOWN].add(left);
                 }
             }
         }
-        let dropped = self.sink.take_dropped();
-        let m = &self.metrics.outputs[self.index];
-        m.dropped[drop_reason::SEND_ERROR].add(dropped);
-        m.sent.add((self.ends.len() as u64).saturating_sub(dropped));
-        m.bytes.add(self.buf.len() as u64);
-        {
-            let mut h = hist.lock();
-            for (born, n) in self.born.drain(..) {
-                record_latency(&mut h, born.elapsed(), n);
-            }
+        let mut h = hist.lock();
+        for (born, n) in self.born.drain(..) {
+            record_latency(&mut h, born.elapsed(), n);
         }
-        m.queue_records.set(0);
+        drop(h);
         self.buf.clear();
         self.ends.clear();
     }
@@ -342,10 +585,25 @@ impl Dispatcher {
         let mut outputs = self.outputs;
         let m = self.metrics.stage("forward");
         let hist = m.latency.local();
-        for batch in rx.iter() {
-            if let Some(s) = &swap
-                && let Some(o) = s.try_iter().last()
-            {
+        let mut swap = swap.unwrap_or_else(crossbeam_channel::never);
+        loop {
+            // A new output list applies at once (so replaced outputs see
+            // their queue close), and always between batches.
+            let batch = crossbeam_channel::select! {
+                recv(swap) -> o => {
+                    match o {
+                        Ok(o) => outputs = o,
+                        // The pipeline is shutting down: no more lists.
+                        Err(_) => swap = crossbeam_channel::never(),
+                    }
+                    continue;
+                }
+                recv(rx) -> b => match b {
+                    Ok(b) => b,
+                    Err(_) => break,
+                },
+            };
+            if let Some(o) = swap.try_iter().last() {
                 outputs = o;
             }
             let n = batch.len() as u64;
@@ -357,7 +615,7 @@ impl Dispatcher {
                 if !any {
                     continue;
                 }
-                let om = &self.metrics.outputs[o.index];
+                let om = &o.metrics;
                 match o.when_full {
                     WhenFull::Block | WhenFull::Disk => {
                         if o.tx.send(shared.clone()).is_err() {

@@ -323,3 +323,83 @@ impl Sink for UdpSink {
         Ok(())
     }
 }
+
+/// Syslog over TLS (RFC 5425): like [`TcpSink`], with a TLS session on
+/// each connection. RFC 5425 section 4.3 requires octet-counted framing.
+pub struct TlsSink {
+    target: String,
+    server_name: String,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    conn: Option<crate::tls::ClientStream>,
+    connects: u64,
+}
+
+impl TlsSink {
+    pub fn new(
+        target: String,
+        server_name: String,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> TlsSink {
+        TlsSink {
+            target,
+            server_name,
+            config,
+            conn: None,
+            connects: 0,
+        }
+    }
+
+    fn connect(&mut self) -> io::Result<()> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "target resolves to no address");
+        for addr in self.target.to_socket_addrs()? {
+            match connect_tcp(addr)
+                .and_then(|s| crate::tls::connect(s, self.config.clone(), &self.server_name))
+            {
+                Ok(s) => {
+                    self.conn = Some(s);
+                    self.connects += 1;
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Sink for TlsSink {
+    fn take_connects(&mut self) -> u64 {
+        std::mem::take(&mut self.connects)
+    }
+
+    fn connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    fn write(&mut self, buf: &[u8], _ends: &[usize]) -> Result<(), WriteError> {
+        if let Some(c) = &self.conn
+            && TcpSink::peer_closed(&c.sock)
+        {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            self.connect().map_err(|e| WriteError {
+                written: 0,
+                error: e,
+                retry: true,
+            })?;
+        }
+        let c = self.conn.as_mut().expect("connected above");
+        write_tracking(c, buf)
+            .and_then(|()| {
+                c.flush().map_err(|e| WriteError {
+                    written: 0,
+                    error: e,
+                    retry: true,
+                })
+            })
+            .inspect_err(|_| {
+                self.conn = None;
+            })
+    }
+}

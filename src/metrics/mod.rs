@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::identity::IdentityStats;
 use crate::record::flaw;
@@ -142,19 +142,11 @@ pub struct StageMetrics {
 }
 
 /// Why an output did not deliver a record it matched.
-pub const DROP_REASONS: [&str; 5] = [
-    "queue_full",
-    "shutdown",
-    "encode_error",
-    "disk_full",
-    "send_error",
-];
+pub const DROP_REASONS: [&str; 3] = ["queue_full", "shutdown", "send_error"];
 pub mod drop_reason {
     pub const QUEUE_FULL: usize = 0;
     pub const SHUTDOWN: usize = 1;
-    pub const ENCODE_ERROR: usize = 2;
-    pub const DISK_FULL: usize = 3;
-    pub const SEND_ERROR: usize = 4;
+    pub const SEND_ERROR: usize = 2;
 }
 
 /// Per output.
@@ -171,36 +163,48 @@ pub struct OutputMetrics {
     pub connected: Gauge,
     pub disk_queue_bytes: Gauge,
     pub disk_queue_records: Gauge,
+    /// Writes that waited because the disk queue was at its limit.
+    pub disk_queue_full: Counter,
     /// Receive → written to the output.
     pub latency: Latency,
 }
+
+/// A closure that appends more exposition text.
+pub type ExtraRender = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// Stage names, in pipeline order.
 pub const STAGES: [&str; 4] = ["parse", "classify", "enrich", "forward"];
 
 /// Everything `/metrics` shows.
 pub struct Metrics {
-    pub inputs: Vec<InputMetrics>,
+    /// By input id (ids are never reused; a removed input keeps its slot
+    /// but is no longer shown).
+    inputs: RwLock<Vec<Arc<InputMetrics>>>,
     pub stages: Vec<StageMetrics>,
-    pub outputs: Vec<OutputMetrics>,
+    /// The outputs of the running config.
+    outputs: RwLock<Vec<Arc<OutputMetrics>>>,
     pub identity: Mutex<Option<Arc<IdentityStats>>>,
     pub started: Instant,
     pub config_reloads: Counter,
     pub config_reload_failures: Counter,
     /// Extra exposition appended by other parts (archive).
-    pub extra: Mutex<Vec<Arc<dyn Fn(&mut String) + Send + Sync>>>,
+    pub extra: Mutex<Vec<ExtraRender>>,
 }
 
 impl Metrics {
     pub fn new(inputs: &[String], outputs: &[String]) -> Arc<Metrics> {
         Arc::new(Metrics {
-            inputs: inputs
-                .iter()
-                .map(|n| InputMetrics {
-                    name: n.clone(),
-                    ..Default::default()
-                })
-                .collect(),
+            inputs: RwLock::new(
+                inputs
+                    .iter()
+                    .map(|n| {
+                        Arc::new(InputMetrics {
+                            name: n.clone(),
+                            ..Default::default()
+                        })
+                    })
+                    .collect(),
+            ),
             stages: STAGES
                 .iter()
                 .map(|n| StageMetrics {
@@ -208,13 +212,17 @@ impl Metrics {
                     ..Default::default()
                 })
                 .collect(),
-            outputs: outputs
-                .iter()
-                .map(|n| OutputMetrics {
-                    name: n.clone(),
-                    ..Default::default()
-                })
-                .collect(),
+            outputs: RwLock::new(
+                outputs
+                    .iter()
+                    .map(|n| {
+                        Arc::new(OutputMetrics {
+                            name: n.clone(),
+                            ..Default::default()
+                        })
+                    })
+                    .collect(),
+            ),
             identity: Mutex::new(None),
             started: Instant::now(),
             config_reloads: Counter::default(),
@@ -230,14 +238,85 @@ impl Metrics {
             .expect("stage names are static")
     }
 
-    pub fn output(&self, name: &str) -> Option<&OutputMetrics> {
-        self.outputs.iter().find(|o| o.name == name)
+    /// The metrics of every input id.
+    pub fn inputs(&self) -> Vec<Arc<InputMetrics>> {
+        self.inputs.read().clone()
+    }
+
+    pub fn input(&self, id: u16) -> Arc<InputMetrics> {
+        self.inputs.read()[id as usize].clone()
+    }
+
+    /// Sets the input list after a reload: `names` by id (existing ids keep
+    /// their counters, new ids get new ones, a renamed input its new name).
+    pub fn set_inputs(&self, names: &[String]) -> Vec<Arc<InputMetrics>> {
+        let mut v = self.inputs.write();
+        for (id, n) in names.iter().enumerate() {
+            match v.get(id) {
+                Some(m) if m.name == *n => {}
+                Some(_) => {
+                    v[id] = Arc::new(InputMetrics {
+                        name: n.clone(),
+                        ..Default::default()
+                    })
+                }
+                None => v.push(Arc::new(InputMetrics {
+                    name: n.clone(),
+                    ..Default::default()
+                })),
+            }
+        }
+        v.clone()
+    }
+
+    /// Hides inputs that a reload removed.
+    pub fn retire_inputs(&self, ids: &[u16]) {
+        let mut v = self.inputs.write();
+        for &id in ids {
+            if let Some(m) = v.get_mut(id as usize) {
+                *m = Arc::new(InputMetrics {
+                    name: String::new(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// The metrics of the output named `name`.
+    pub fn output(&self, name: &str) -> Option<Arc<OutputMetrics>> {
+        self.outputs.read().iter().find(|o| o.name == name).cloned()
+    }
+
+    /// The output list after a reload, in config order: outputs that stay
+    /// keep their counters.
+    pub fn set_outputs(&self, names: &[String]) -> Vec<Arc<OutputMetrics>> {
+        let mut v = self.outputs.write();
+        let new: Vec<Arc<OutputMetrics>> = names
+            .iter()
+            .map(|n| {
+                v.iter().find(|o| o.name == *n).cloned().unwrap_or_else(|| {
+                    Arc::new(OutputMetrics {
+                        name: n.clone(),
+                        ..Default::default()
+                    })
+                })
+            })
+            .collect();
+        *v = new.clone();
+        new
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut r = Render::default();
-        let ins = &self.inputs;
+        let ins: Vec<Arc<InputMetrics>> = self
+            .inputs
+            .read()
+            .iter()
+            .filter(|i| !i.name.is_empty())
+            .cloned()
+            .collect();
+        let ins = &ins;
         r.counter("sluice_input_records_total", "Records received, by input.");
         for i in ins {
             r.sample(
@@ -369,7 +448,8 @@ impl Metrics {
             );
         }
 
-        let outs = &self.outputs;
+        let outs = self.outputs.read().clone();
+        let outs = &outs;
         r.counter(
             "sluice_output_sent_total",
             "Records written to each output.",
@@ -477,6 +557,17 @@ impl Metrics {
                 "sluice_output_disk_queue_records",
                 &[("output", &o.name)],
                 o.disk_queue_records.get() as f64,
+            );
+        }
+        r.counter(
+            "sluice_output_disk_queue_full_total",
+            "Times an output waited because its disk queue was at disk_queue_max.",
+        );
+        for o in outs {
+            r.sample(
+                "sluice_output_disk_queue_full_total",
+                &[("output", &o.name)],
+                o.disk_queue_full.get() as f64,
             );
         }
         r.histogram_head(

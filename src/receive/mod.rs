@@ -30,7 +30,7 @@ use crate::batch::{Batch, BatchOwner, Pool};
 use crate::config::{Config, InputType};
 use crate::frame::{FrameKind, Framer};
 use crate::logging::RateLimit;
-use crate::metrics::{LocalHist, Metrics, record as record_latency, refuse};
+use crate::metrics::{InputMetrics, LocalHist, Metrics, record as record_latency, refuse};
 use crate::net::CidrSet;
 use crate::parse::Parser;
 use crate::record::flaw;
@@ -58,14 +58,89 @@ pub struct InputRuntime {
     pub max_connections: usize,
     pub allow: CidrSet,
     pub idle_timeout: Option<Duration>,
+    /// TLS inputs: the server config (certificate, key, client CA).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Sockets bound at start-up, before any thread runs, so that bind errors
-/// stop start-up with a clear message.
+/// The runtime settings of one input.
+pub fn runtime_of(id: u16, i: &crate::config::InputConfig) -> anyhow::Result<InputRuntime> {
+    Ok(InputRuntime {
+        id,
+        name: i.name.clone(),
+        kind: i.kind,
+        max_message_bytes: i.max_message_bytes.as_usize(),
+        max_connections: i.max_connections,
+        allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
+        idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
+        tls: match (i.kind, &i.tls_cert, &i.tls_key) {
+            (InputType::Tls, Some(c), Some(k)) => Some(
+                crate::tls::server_config(c, k, i.tls_client_ca.as_deref())
+                    .map_err(|e| anyhow::anyhow!("input \"{}\": {e}", i.name))?,
+            ),
+            (InputType::Tls, _, _) => {
+                anyhow::bail!("input \"{}\": TLS needs tls_cert and tls_key", i.name)
+            }
+            _ => None,
+        },
+    })
+}
+
+/// The sockets of one input, bound before any worker sees them so that a
+/// bind error is reported at start-up (or refuses a reload).
+pub enum InputSockets {
+    /// One SO_REUSEPORT socket per worker.
+    Udp(Vec<mio::net::UdpSocket>),
+    Tcp(mio::net::TcpListener),
+}
+
+/// Binds input `i` for `workers` workers; returns the sockets and the
+/// address they got.
+pub fn bind_input(
+    i: &crate::config::InputConfig,
+    workers: usize,
+) -> anyhow::Result<(InputSockets, SocketAddr)> {
+    let listen: SocketAddr = i.listen.parse()?;
+    match i.kind {
+        InputType::Udp => {
+            let want = i.receive_buffer.as_usize();
+            let (socks, granted) =
+                udp::bind_reuseport(listen, workers.max(1), want).map_err(|e| {
+                    anyhow::anyhow!("input \"{}\": cannot bind UDP {listen}: {e}", i.name)
+                })?;
+            if granted < want {
+                log::warn!(
+                    "input \"{}\": asked for a {} KiB receive buffer, the kernel granted {} KiB \
+                     (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
+                    i.name,
+                    want / 1024,
+                    granted / 1024
+                );
+            }
+            let addr = socks[0].local_addr()?;
+            Ok((InputSockets::Udp(socks), addr))
+        }
+        InputType::Tcp | InputType::Tls => {
+            let l = tcp::bind_listener(listen).map_err(|e| {
+                anyhow::anyhow!("input \"{}\": cannot bind TCP {listen}: {e}", i.name)
+            })?;
+            let addr = l.local_addr()?;
+            Ok((InputSockets::Tcp(l), addr))
+        }
+    }
+}
+
+/// The protocol name an input is logged with.
+pub fn proto_name(kind: InputType) -> &'static str {
+    match kind {
+        InputType::Udp => "udp",
+        InputType::Tcp => "tcp",
+        InputType::Tls => "tls",
+    }
+}
+
+/// Sockets bound at start-up.
 pub struct BoundInputs {
-    /// Per UDP input: one socket per worker.
-    pub udp: Vec<(u16, Vec<mio::net::UdpSocket>)>,
-    pub tcp: Vec<(u16, mio::net::TcpListener)>,
+    pub sockets: Vec<(u16, InputSockets)>,
     /// (input name, protocol, address) as bound.
     pub addrs: Vec<(String, &'static str, SocketAddr)>,
     pub runtime: Arc<Vec<InputRuntime>>,
@@ -73,72 +148,43 @@ pub struct BoundInputs {
 
 /// Binds every input of `cfg`.
 pub fn bind_inputs(cfg: &Config) -> anyhow::Result<BoundInputs> {
-    let workers = cfg.pipeline.workers.max(1);
-    let mut udp = Vec::new();
-    let mut tcp = Vec::new();
+    let mut sockets = Vec::new();
     let mut addrs = Vec::new();
     let mut runtime = Vec::new();
     for (id, i) in cfg.inputs.iter().enumerate() {
-        let id = id as u16;
-        let listen: SocketAddr = i.listen.parse()?;
-        runtime.push(InputRuntime {
-            id,
-            name: i.name.clone(),
-            kind: i.kind,
-            max_message_bytes: i.max_message_bytes.as_usize(),
-            max_connections: i.max_connections,
-            allow: CidrSet::parse_all(&i.allow).unwrap_or_default(),
-            idle_timeout: (!i.idle_timeout.0.is_zero()).then_some(i.idle_timeout.0),
-        });
-        match i.kind {
-            InputType::Udp => {
-                let want = i.receive_buffer.as_usize();
-                let (socks, granted) = udp::bind_reuseport(listen, workers, want).map_err(|e| {
-                    anyhow::anyhow!("input \"{}\": cannot bind UDP {listen}: {e}", i.name)
-                })?;
-                if granted < want {
-                    log::warn!(
-                        "input \"{}\": asked for a {} KiB receive buffer, the kernel granted {} KiB \
-                         (raise net.core.rmem_max or run with CAP_NET_ADMIN)",
-                        i.name,
-                        want / 1024,
-                        granted / 1024
-                    );
-                }
-                let addr = socks[0].local_addr()?;
-                addrs.push((i.name.clone(), "udp", addr));
-                udp.push((id, socks));
-            }
-            InputType::Tcp | InputType::Tls => {
-                let l = tcp::bind_listener(listen).map_err(|e| {
-                    anyhow::anyhow!("input \"{}\": cannot bind TCP {listen}: {e}", i.name)
-                })?;
-                addrs.push((
-                    i.name.clone(),
-                    if i.kind == InputType::Tls {
-                        "tls"
-                    } else {
-                        "tcp"
-                    },
-                    l.local_addr()?,
-                ));
-                tcp.push((id, l));
-            }
-        }
+        runtime.push(runtime_of(id as u16, i)?);
+        let (socks, addr) = bind_input(i, cfg.pipeline.workers)?;
+        addrs.push((i.name.clone(), proto_name(i.kind), addr));
+        sockets.push((id as u16, socks));
     }
     Ok(BoundInputs {
-        udp,
-        tcp,
+        sockets,
         addrs,
         runtime: Arc::new(runtime),
     })
+}
+
+/// A change of inputs for one worker (reload).
+pub struct InputUpdate {
+    pub runtime: Arc<Vec<InputRuntime>>,
+    pub metrics: Vec<Arc<InputMetrics>>,
+    pub udp: Vec<(u16, mio::net::UdpSocket)>,
+    pub listeners: Vec<(u16, mio::net::TcpListener)>,
+    /// Inputs to close (sockets and their connections).
+    pub removed: Vec<u16>,
+}
+
+/// A message to a worker.
+enum Ctl {
+    Conn(NewConn),
+    Inputs(Box<InputUpdate>),
 }
 
 /// A connection handed from the acceptor to a worker.
 type NewConn = (mio::net::TcpStream, SocketAddr, u16);
 
 struct Peer {
-    tx: Sender<NewConn>,
+    tx: Sender<Ctl>,
     waker: Arc<Waker>,
     load: Arc<AtomicUsize>,
 }
@@ -147,10 +193,51 @@ struct Peer {
 pub struct Workers {
     handles: Vec<JoinHandle<()>>,
     wakers: Vec<Arc<Waker>>,
+    peers: Arc<Vec<Peer>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Workers {
+    pub fn count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Sends each worker its part of an input change (reload); UDP sockets
+    /// are spread one per worker, listeners go to worker 0 (the acceptor).
+    pub fn update_inputs(
+        &self,
+        runtime: Arc<Vec<InputRuntime>>,
+        metrics: Vec<Arc<InputMetrics>>,
+        new: Vec<(u16, InputSockets)>,
+        removed: Vec<u16>,
+    ) {
+        let n = self.peers.len();
+        let mut per: Vec<InputUpdate> = (0..n)
+            .map(|_| InputUpdate {
+                runtime: runtime.clone(),
+                metrics: metrics.clone(),
+                udp: Vec::new(),
+                listeners: Vec::new(),
+                removed: removed.clone(),
+            })
+            .collect();
+        for (id, socks) in new {
+            match socks {
+                InputSockets::Udp(v) => {
+                    for (w, s) in v.into_iter().enumerate() {
+                        per[w % n].udp.push((id, s));
+                    }
+                }
+                InputSockets::Tcp(l) => per[0].listeners.push((id, l)),
+            }
+        }
+        for (p, u) in self.peers.iter().zip(per) {
+            if p.tx.send(Ctl::Inputs(Box::new(u))).is_ok() {
+                let _ = p.waker.wake();
+            }
+        }
+    }
+
     /// Asks every worker to stop accepting, read what is already buffered,
     /// send it on and exit; waits for them.
     pub fn stop_and_join(self) {
@@ -204,12 +291,18 @@ pub fn spawn_workers(
     let peers = Arc::new(peers);
     let mut udp_per_worker: Vec<Vec<(u16, mio::net::UdpSocket)>> =
         (0..n).map(|_| Vec::new()).collect();
-    for (id, socks) in bound.udp {
-        for (w, s) in socks.into_iter().enumerate() {
-            udp_per_worker[w % n].push((id, s));
+    let mut tcp = Vec::new();
+    for (id, socks) in bound.sockets {
+        match socks {
+            InputSockets::Udp(v) => {
+                for (w, s) in v.into_iter().enumerate() {
+                    udp_per_worker[w % n].push((id, s));
+                }
+            }
+            InputSockets::Tcp(l) => tcp.push((id, l)),
         }
     }
-    let mut listeners = Some(bound.tcp);
+    let mut listeners = Some(tcp);
     let cores = if cfg.pipeline.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -226,11 +319,13 @@ pub fn spawn_workers(
             idx,
             poll,
             udp: Vec::new(),
-            listeners: if idx == 0 {
+            listeners: Vec::new(),
+            initial_listeners: if idx == 0 {
                 listeners.take().unwrap_or_default()
             } else {
                 Vec::new()
             },
+            initial_udp: udp_socks,
             conns: Slab::new(),
             incoming: crx,
             peers: peers.clone(),
@@ -245,21 +340,12 @@ pub fn spawn_workers(
                 pool: pool.clone(),
                 metrics: metrics.clone(),
                 tallies: vec![Tally::default(); bound.runtime.len()],
+                im: metrics.inputs(),
                 limits,
                 parse_hist,
             },
             refuse_log: RateLimit::new(Duration::from_secs(10)),
         };
-        for (id, s) in udp_socks {
-            let max = w.inputs[id as usize].max_message_bytes;
-            w.udp.push(UdpIn {
-                input: id,
-                sock: s,
-                rx: udp::Receiver::new(max),
-                max,
-                last_drops: 0,
-            });
-        }
         let core = cores.get(idx % cores.len().max(1)).copied();
         let h = std::thread::Builder::new()
             .name(format!("input-{idx}"))
@@ -276,6 +362,7 @@ pub fn spawn_workers(
     Ok(Workers {
         handles,
         wakers,
+        peers,
         stop,
     })
 }
@@ -306,6 +393,8 @@ struct Sink {
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
     tallies: Vec<Tally>,
+    /// Input metrics by input id.
+    im: Vec<Arc<InputMetrics>>,
     limits: BatchLimits,
     parse_hist: LocalHist,
 }
@@ -363,7 +452,7 @@ impl Sink {
             if t.records == 0 && t.flaws.iter().all(|&f| f == 0) {
                 continue;
             }
-            let m = &self.metrics.inputs[i];
+            let m = &self.im[i];
             m.records.add(t.records);
             m.bytes.add(t.bytes);
             m.oversize.add(t.oversize);
@@ -391,10 +480,13 @@ impl Sink {
 struct Worker {
     idx: usize,
     poll: Poll,
-    udp: Vec<UdpIn>,
-    listeners: Vec<(u16, mio::net::TcpListener)>,
+    /// By token offset; None where a reload removed the input.
+    udp: Vec<Option<UdpIn>>,
+    listeners: Vec<Option<(u16, mio::net::TcpListener)>>,
+    initial_udp: Vec<(u16, mio::net::UdpSocket)>,
+    initial_listeners: Vec<(u16, mio::net::TcpListener)>,
     conns: Slab<Conn>,
-    incoming: Receiver<NewConn>,
+    incoming: Receiver<Ctl>,
     peers: Arc<Vec<Peer>>,
     inputs: Arc<Vec<InputRuntime>>,
     stop: Arc<AtomicBool>,
@@ -415,27 +507,97 @@ enum ReadEnd {
 }
 
 impl Worker {
+    fn add_udp(&mut self, input: u16, mut sock: mio::net::UdpSocket) -> io::Result<()> {
+        let i = self.udp.len();
+        self.poll
+            .registry()
+            .register(&mut sock, Token(UDP_BASE + i), Interest::READABLE)?;
+        let max = self.inputs[input as usize].max_message_bytes;
+        self.udp.push(Some(UdpIn {
+            input,
+            sock,
+            rx: udp::Receiver::new(max),
+            max,
+            last_drops: 0,
+        }));
+        // Data may have arrived between bind and register.
+        self.ready.push(Token(UDP_BASE + i));
+        Ok(())
+    }
+
+    fn add_listener(&mut self, input: u16, mut l: mio::net::TcpListener) -> io::Result<()> {
+        let i = self.listeners.len();
+        self.poll
+            .registry()
+            .register(&mut l, Token(LISTEN_BASE + i), Interest::READABLE)?;
+        self.listeners.push(Some((input, l)));
+        self.ready.push(Token(LISTEN_BASE + i));
+        Ok(())
+    }
+
+    /// Applies a reload's input changes.
+    fn update_inputs(&mut self, u: InputUpdate) {
+        self.inputs = u.runtime;
+        self.sink.im = u.metrics;
+        self.sink
+            .tallies
+            .resize(self.inputs.len(), Tally::default());
+        for slot in self.udp.iter_mut() {
+            if let Some(x) = slot
+                && u.removed.contains(&x.input)
+            {
+                let _ = self.poll.registry().deregister(&mut x.sock);
+                *slot = None;
+            } else if let Some(x) = slot {
+                x.max = self.inputs[x.input as usize].max_message_bytes;
+            }
+        }
+        for slot in self.listeners.iter_mut() {
+            if let Some((id, l)) = slot
+                && u.removed.contains(id)
+            {
+                let _ = self.poll.registry().deregister(l);
+                *slot = None;
+            }
+        }
+        let gone: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| u.removed.contains(&c.input))
+            .map(|(k, _)| k)
+            .collect();
+        for k in gone {
+            let _ = self.read_conn(k, usize::MAX);
+            self.close(k);
+        }
+        for (id, s) in u.udp {
+            if let Err(e) = self.add_udp(id, s) {
+                log::error!(
+                    "input worker {}: cannot watch new UDP socket: {e}",
+                    self.idx
+                );
+            }
+        }
+        for (id, l) in u.listeners {
+            if let Err(e) = self.add_listener(id, l) {
+                log::error!("input worker {}: cannot watch new listener: {e}", self.idx);
+            }
+        }
+    }
+
     fn run(&mut self) -> io::Result<()> {
-        for (i, u) in self.udp.iter_mut().enumerate() {
-            self.poll
-                .registry()
-                .register(&mut u.sock, Token(UDP_BASE + i), Interest::READABLE)?;
-            // Data may have arrived between bind and register.
-            self.ready.push(Token(UDP_BASE + i));
+        for (id, s) in std::mem::take(&mut self.initial_udp) {
+            self.add_udp(id, s)?;
         }
-        for (i, (_, l)) in self.listeners.iter_mut().enumerate() {
-            self.poll
-                .registry()
-                .register(l, Token(LISTEN_BASE + i), Interest::READABLE)?;
-            self.ready.push(Token(LISTEN_BASE + i));
+        for (id, l) in std::mem::take(&mut self.initial_listeners) {
+            self.add_listener(id, l)?;
         }
-        let idle_check = self.inputs.iter().any(|i| i.idle_timeout.is_some());
         let mut last_idle_check = Instant::now();
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if !self.ready.is_empty() {
                 Some(Duration::ZERO)
-            } else if idle_check {
+            } else if self.inputs.iter().any(|i| i.idle_timeout.is_some()) {
                 Some(Duration::from_secs(1))
             } else {
                 None
@@ -456,6 +618,7 @@ impl Worker {
                 self.drain();
                 return Ok(());
             }
+            let idle_check = self.inputs.iter().any(|i| i.idle_timeout.is_some());
             if idle_check && last_idle_check.elapsed() >= Duration::from_secs(1) {
                 last_idle_check = Instant::now();
                 self.close_idle();
@@ -484,24 +647,27 @@ impl Worker {
     }
 
     fn read_udp(&mut self, i: usize, budget: usize) -> bool {
-        let Some(u) = self.udp.get_mut(i) else {
+        let Some(Some(u)) = self.udp.get_mut(i) else {
             return false;
         };
         let sink = &mut self.sink;
         let input = u.input;
+        let allow = &self.inputs[input as usize].allow;
         for _ in 0..budget {
             let now = Timestamp::now();
             match u.rx.recv(&u.sock, u.max, |d| {
-                sink.push(d.bytes, d.src, now, input, d.truncated)
+                if allow.is_empty() || allow.contains(d.src.ip()) {
+                    sink.push(d.bytes, d.src, now, input, d.truncated)
+                } else {
+                    sink.im[input as usize].refused[refuse::NOT_ALLOWED].inc();
+                }
             }) {
                 Ok((0, _)) => return false,
                 Ok((_, drops)) => {
                     if let Some(d) = drops {
                         let delta = d.wrapping_sub(u.last_drops);
                         u.last_drops = d;
-                        sink.metrics.inputs[input as usize]
-                            .kernel_drops
-                            .add(delta as u64);
+                        sink.im[input as usize].kernel_drops.add(delta as u64);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -564,10 +730,18 @@ impl Worker {
 
     fn close(&mut self, key: usize) {
         if let Some(mut c) = self.conns.try_remove(key) {
+            if c.stream.handshake_failed() {
+                let m = &self.sink.im[c.input as usize];
+                m.refused[refuse::TLS].inc();
+                warn_limited!(
+                    self.refuse_log,
+                    "input \"{}\": TLS handshake with {} failed",
+                    self.inputs[c.input as usize].name,
+                    c.peer
+                );
+            }
             let _ = self.poll.registry().deregister(c.stream.tcp_mut());
-            self.sink.metrics.inputs[c.input as usize]
-                .connections
-                .add(-1);
+            self.sink.im[c.input as usize].connections.add(-1);
             self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -586,7 +760,7 @@ impl Worker {
             .collect();
         for k in idle {
             if let Some(c) = self.conns.get(k) {
-                self.sink.metrics.inputs[c.input as usize].idle_closed.inc();
+                self.sink.im[c.input as usize].idle_closed.inc();
             }
             // Whatever it had sent is already framed; a partial frame is kept.
             let _ = self.read_conn(k, usize::MAX);
@@ -606,14 +780,14 @@ impl Worker {
     /// them here (no hand-off) so that they are drained.
     fn accept(&mut self, i: usize, stopping: bool) {
         loop {
-            let Some((input, l)) = self.listeners.get(i) else {
+            let Some(Some((input, l))) = self.listeners.get(i) else {
                 return;
             };
             let input = *input;
             match l.accept() {
                 Ok((stream, peer)) => {
                     let rt = &self.inputs[input as usize];
-                    let m = &self.sink.metrics.inputs[input as usize];
+                    let m = &self.sink.im[input as usize];
                     if !rt.allow.is_empty() && !rt.allow.contains(peer.ip()) {
                         m.refused[refuse::NOT_ALLOWED].inc();
                         warn_limited!(
@@ -641,7 +815,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.sink.metrics.inputs[input as usize].refused[refuse::ACCEPT_ERROR].inc();
+                    self.sink.im[input as usize].refused[refuse::ACCEPT_ERROR].inc();
                     warn_limited!(
                         self.refuse_log,
                         "input {}: accept failed: {e}",
@@ -665,7 +839,7 @@ impl Worker {
         if target != self.idx {
             let p = &self.peers[target];
             p.load.fetch_add(1, Ordering::Relaxed);
-            match p.tx.send(nc) {
+            match p.tx.send(Ctl::Conn(nc)) {
                 Ok(()) => {
                     let _ = p.waker.wake();
                     return;
@@ -673,7 +847,9 @@ impl Worker {
                 Err(e) => {
                     // That worker has exited (shutdown): keep it here.
                     p.load.fetch_sub(1, Ordering::Relaxed);
-                    self.register(e.0);
+                    if let Ctl::Conn(nc) = e.0 {
+                        self.register(nc);
+                    }
                     return;
                 }
             }
@@ -683,29 +859,49 @@ impl Worker {
     }
 
     fn take_incoming(&mut self) {
-        while let Ok(nc) = self.incoming.try_recv() {
-            self.register(nc);
+        while let Ok(ctl) = self.incoming.try_recv() {
+            match ctl {
+                Ctl::Conn(nc) => self.register(nc),
+                Ctl::Inputs(u) => self.update_inputs(*u),
+            }
         }
     }
 
     fn register(&mut self, (stream, peer, input): NewConn) {
-        let max = self.inputs[input as usize].max_message_bytes;
+        let rt = &self.inputs[input as usize];
+        let max = rt.max_message_bytes;
+        let (stream, interest) = match &rt.tls {
+            None => (Stream::Plain(stream), Interest::READABLE),
+            Some(cfg) => match crate::tls::ServerStream::new(stream, cfg.clone()) {
+                // The handshake writes too.
+                Ok(t) => (
+                    Stream::Tls(Box::new(t)),
+                    Interest::READABLE | Interest::WRITABLE,
+                ),
+                Err(e) => {
+                    log::warn!("input \"{}\": TLS for {peer}: {e}", rt.name);
+                    self.sink.im[input as usize].connections.add(-1);
+                    self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn {
-            stream: Stream::Plain(stream),
+            stream,
             framer: Framer::new(max),
             input,
             peer,
             last_active: Instant::now(),
         };
-        if let Err(e) = self.poll.registry().register(
-            conn.stream.tcp_mut(),
-            Token(CONN_BASE + key),
-            Interest::READABLE,
-        ) {
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(conn.stream.tcp_mut(), Token(CONN_BASE + key), interest)
+        {
             log::warn!("cannot watch connection from {peer}: {e}");
-            self.sink.metrics.inputs[input as usize].connections.add(-1);
+            self.sink.im[input as usize].connections.add(-1);
             self.peers[self.idx].load.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -720,7 +916,7 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.accept(i, true);
         }
-        for (_, mut l) in self.listeners.drain(..) {
+        for (_, mut l) in self.listeners.drain(..).flatten() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.take_incoming();

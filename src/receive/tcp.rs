@@ -27,25 +27,34 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
 /// The byte stream under a connection: plain TCP, or TLS over it.
 pub enum Stream {
     Plain(mio::net::TcpStream),
+    Tls(Box<crate::tls::ServerStream>),
 }
 
 impl Stream {
     pub fn tcp(&self) -> &mio::net::TcpStream {
         match self {
             Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.sock,
         }
     }
 
     pub fn tcp_mut(&mut self) -> &mut mio::net::TcpStream {
         match self {
             Stream::Plain(s) => s,
+            Stream::Tls(t) => &mut t.sock,
         }
+    }
+
+    /// True when a TLS handshake failed on this connection.
+    pub fn handshake_failed(&self) -> bool {
+        matches!(self, Stream::Tls(t) if t.handshake_failed)
     }
 
     /// Reads plaintext. `Ok(0)` means the peer closed.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
         }
     }
 }

@@ -210,10 +210,16 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
 }
 
-/// Reads an NDJSON file (missing file = no records).
+/// Reads an NDJSON file (missing file = no records). A last line without
+/// its newline is still being written and is left out.
 pub fn read_ndjson(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
@@ -295,4 +301,43 @@ path = "{{dir}}/out.ndjson"
 {extra}
 "#
     )
+}
+
+/// A TCP syslog peer that collects LF-terminated lines from any number of
+/// connections; returns the lines and a connection count.
+pub fn collect_lines(
+    listener: std::net::TcpListener,
+) -> (Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (l2, c2) = (lines.clone(), conns.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            c2.fetch_add(1, Ordering::SeqCst);
+            let l3 = l2.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut line = String::new();
+                let mut batch = Vec::new();
+                loop {
+                    line.clear();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if line.ends_with('\n') => {
+                            batch.push(line.trim_end_matches('\n').to_string());
+                            if batch.len() >= 1000 || r.buffer().is_empty() {
+                                l3.lock().unwrap().append(&mut batch);
+                            }
+                        }
+                        // A partial last line of a dropped connection.
+                        Ok(_) => break,
+                    }
+                }
+                l3.lock().unwrap().append(&mut batch);
+            });
+        }
+    });
+    (lines, conns)
 }

@@ -1,0 +1,64 @@
+//! The frame → parse → classify → encode path over arbitrary bytes, shared
+//! by the cargo-fuzz target (`fuzz/fuzz_targets/frame_parse.rs`) and the
+//! regression tests that replay every input it ever crashed on
+//! (`fuzz/regressions/`, `tests/fuzz_regressions.rs`).
+
+use bumpalo::Bump;
+
+use crate::classify::{Classifier, class_names};
+use crate::encode::{Encoder, Format, Framing, Names};
+use crate::frame::Framer;
+use crate::parse::Parser;
+use crate::record::{Record, UNSPECIFIED};
+use crate::time::Timestamp;
+
+/// Frame limit used by the harness.
+pub const MAX: usize = 2048;
+
+/// Runs `data` through framing (cut into chunks as its first four bytes
+/// say), parsing, classification and every encoder; also as one datagram.
+/// Panics (that is the finding) if anything panics or an invariant breaks:
+/// a frame over the limit, a record that lost its raw bytes.
+pub fn frame_parse_all(data: &[u8]) {
+    let (cuts, wire) = data.split_at(data.len().min(4));
+    let names = Names {
+        inputs: vec!["fuzz".into()],
+        classes: class_names(&[]),
+    };
+    let mut classifier = Classifier::new(&[], &names).expect("no rules compile");
+    let mut parser = Parser::with_offset(0);
+    let mut encoders = [
+        Encoder::new(Format::Json, Framing::Lf),
+        Encoder::new(Format::V1, Framing::OctetCounting),
+        Encoder::new(Format::V2, Framing::Lf),
+        Encoder::new(Format::Raw, Framing::None),
+    ];
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut f = Framer::new(MAX);
+    let mut pos = 0;
+    for &c in cuts {
+        let end = (pos + c as usize + 1).min(wire.len());
+        f.feed(&wire[pos..end], &mut |b, _| frames.push(b.to_vec()));
+        assert!(f.buffered() <= MAX, "framer holds more than the limit");
+        pos = end;
+    }
+    f.feed(&wire[pos..], &mut |b, _| frames.push(b.to_vec()));
+    f.finish_eof(&mut |b, _| frames.push(b.to_vec()));
+    for fr in &frames {
+        assert!(fr.len() <= MAX, "frame over the limit");
+    }
+    frames.push(wire.to_vec());
+    let bump = Bump::new();
+    let mut out = Vec::new();
+    for fr in &frames {
+        let raw = bump.alloc_slice_copy(fr);
+        let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
+        parser.parse(&bump, &mut rec);
+        classifier.apply(&bump, &mut rec);
+        assert_eq!(rec.raw, &fr[..], "record lost its raw bytes");
+        for e in encoders.iter_mut() {
+            out.clear();
+            e.encode(&rec, &names, &mut out);
+        }
+    }
+}

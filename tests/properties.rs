@@ -1,0 +1,133 @@
+//! Property tests (issue 5): framing round-trips for any bytes, parsing never
+//! panics and always keeps the raw bytes, and the JSON output is always
+//! valid JSON.
+
+use bumpalo::Bump;
+use proptest::prelude::*;
+use sluice::encode::Names;
+use sluice::encode::json::write_record;
+use sluice::frame::{FrameKind, Framer};
+use sluice::parse::Parser;
+use sluice::record::{Record, UNSPECIFIED, class};
+use sluice::time::Timestamp;
+
+/// One message and how it is framed on the wire.
+#[derive(Debug, Clone)]
+enum Framed {
+    Octet(Vec<u8>),
+    Trailer(Vec<u8>, &'static [u8]),
+}
+
+fn trailer_body() -> impl Strategy<Value = Vec<u8>> {
+    // A trailer-framed message cannot contain its delimiters, cannot start
+    // with a digit (that would read as an octet count), and its trailing CR
+    // is taken as part of CR LF.
+    (
+        prop::sample::select(b"<abcXYZ {[-_".to_vec()),
+        prop::collection::vec(
+            any::<u8>().prop_filter("no LF/NUL", |b| *b != b'\n' && *b != 0),
+            0..300,
+        ),
+    )
+        .prop_map(|(first, mut rest)| {
+            while rest.last() == Some(&b'\r') {
+                rest.pop();
+            }
+            let mut v = vec![first];
+            v.append(&mut rest);
+            v
+        })
+}
+
+fn framed() -> impl Strategy<Value = Framed> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 1..400).prop_map(Framed::Octet),
+        (
+            trailer_body(),
+            prop::sample::select(vec![&b"\n"[..], b"\r\n", b"\0"])
+        )
+            .prop_map(|(b, t)| Framed::Trailer(b, t)),
+    ]
+}
+
+fn feed_in_chunks(input: &[u8], cuts: &[usize], max: usize) -> Vec<(Vec<u8>, FrameKind)> {
+    let mut f = Framer::new(max);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for &c in cuts {
+        let end = (pos + c).min(input.len());
+        f.feed(&input[pos..end], &mut |b, k| out.push((b.to_vec(), k)));
+        assert!(f.buffered() <= max);
+        pos = end;
+    }
+    f.feed(&input[pos..], &mut |b, k| out.push((b.to_vec(), k)));
+    f.finish_eof(&mut |b, k| out.push((b.to_vec(), k)));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn framing_round_trips_any_messages_in_any_chunks(
+        msgs in prop::collection::vec(framed(), 1..20),
+        cuts in prop::collection::vec(1usize..64, 0..40),
+    ) {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for m in &msgs {
+            match m {
+                Framed::Octet(b) => {
+                    wire.extend_from_slice(format!("{} ", b.len()).as_bytes());
+                    wire.extend_from_slice(b);
+                    want.push(b.clone());
+                }
+                Framed::Trailer(b, t) => {
+                    wire.extend_from_slice(b);
+                    wire.extend_from_slice(t);
+                    want.push(b.clone());
+                }
+            }
+        }
+        let got = feed_in_chunks(&wire, &cuts, 1 << 16);
+        let got: Vec<Vec<u8>> = got.into_iter().map(|(b, k)| { assert_eq!(k, FrameKind::Whole); b }).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn framing_any_bytes_never_panics_and_stays_bounded(
+        wire in prop::collection::vec(any::<u8>(), 0..4000),
+        cuts in prop::collection::vec(1usize..300, 0..40),
+        max in 1usize..600,
+    ) {
+        for (b, _) in feed_in_chunks(&wire, &cuts, max) {
+            prop_assert!(b.len() <= max);
+            prop_assert!(!b.is_empty());
+        }
+    }
+
+    #[test]
+    fn parsing_never_panics_keeps_raw_bytes_and_encodes_valid_json(
+        raw in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..500),
+            "<[0-9]{1,3}>1 [ -~]{0,200}".prop_map(String::into_bytes),
+            "<[0-9]{1,3}>[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8} [ -~]{0,100}".prop_map(String::into_bytes),
+            r#"<13>1 - - - - - \[[a-z@0-9]{1,10}( [a-z]{1,5}="([^"\\\]]|\\.){0,10}")*\][ -~]{0,40}"#.prop_map(String::into_bytes),
+            r#"\{("[a-zA-Z]{1,8}":("[ -!#-\[\]-~]{0,10}"|[0-9]{1,5}|true|null|\{\}|\[1,"x"\]),?){0,6}\}"#.prop_map(String::into_bytes),
+        ]
+    ) {
+        let bump = Bump::new();
+        let mut p = Parser::with_offset(0);
+        let raw = bump.alloc_slice_copy(&raw);
+        let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
+        p.parse(&bump, &mut rec);
+        prop_assert_eq!(rec.raw, &raw[..]);
+        // Text that did not parse as JSON is kept as the message.
+        prop_assert!(rec.json || rec.msg.is_empty() || rec.fields.get(b"message") == Some(rec.msg));
+        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let mut out = Vec::new();
+        write_record(&mut out, &rec, &names);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        prop_assert!(v["msg"].as_object().is_some_and(|m| m.values().all(|x| x.is_string())));
+    }
+}
