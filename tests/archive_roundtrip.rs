@@ -180,3 +180,48 @@ fn records_stay_searchable_across_a_restart() {
     let (code, out) = verify(&a.dir(), &a.pubkey, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_reload_that_changes_the_archive_hands_it_over_without_losing_records() {
+    let mut a = Arch::start("checkpoint_interval = \"1s\"");
+    let mut buf = String::new();
+    for i in 0..100 {
+        buf.push_str(&windows_event(i, "frank", "2026-03-01T10:00:00Z"));
+    }
+    tcp_send(a.s.addr("tcp"), buf.as_bytes());
+    a.wait_durable(100, Duration::from_secs(10));
+    // Change the archive's own settings: a new writer takes over the
+    // directory once the old one has finished.
+    let cfg = std::fs::read_to_string(&a.s.config_path).unwrap();
+    std::fs::write(
+        &a.s.config_path,
+        cfg.replace(
+            "checkpoint_interval = \"1s\"",
+            "checkpoint_interval = \"2s\"",
+        ),
+    )
+    .unwrap();
+    a.s.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || a
+            .s
+            .log_text()
+            .contains("reloaded:")),
+        "{}",
+        a.s.log_text()
+    );
+    let mut buf = String::new();
+    for i in 100..200 {
+        buf.push_str(&windows_event(i, "grace", "2026-03-01T10:00:00Z"));
+    }
+    tcp_send(a.s.addr("tcp"), buf.as_bytes());
+    assert!(
+        wait_until(Duration::from_secs(15), || a.durable() >= 100.0),
+        "the new writer's metrics show its records"
+    );
+    assert!(a.s.stop().success());
+    let all = search(&a.dir(), &["--oldest-first"]);
+    assert_eq!(all.len(), 200, "{}", a.s.log_text());
+    let (code, out) = verify(&a.dir(), &a.pubkey, &[]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -85,7 +85,7 @@ impl Corpus {
         );
         match kind {
             0..50 => {
-                let kerberos = self.next() % 2 == 0;
+                let kerberos = self.next().is_multiple_of(2);
                 let guid = if kerberos {
                     let (a, b) = (self.next(), self.next());
                     format!(
