@@ -266,12 +266,14 @@ pub fn stats(dir: &Path) -> Result<String, ArchiveError> {
     use std::fmt::Write as _;
     let _ = writeln!(o, "archive:           {}", dir.display());
     let _ = writeln!(o, "segments:          {}", segs.len());
-    let _ = writeln!(
-        o,
-        "blocks:            {blocks} (#{}..#{})",
-        first_block.unwrap_or(0),
-        (first_block.unwrap_or(0) + blocks) as i64 - 1
-    );
+    match (first_block, blocks) {
+        (Some(f), 1..) => {
+            let _ = writeln!(o, "blocks:            {blocks} (#{f}..#{})", f + blocks - 1);
+        }
+        _ => {
+            let _ = writeln!(o, "blocks:            0");
+        }
+    }
     let _ = writeln!(o, "records:           {records}");
     let _ = writeln!(o, "raw bytes:         {raw} ({})", human(raw));
     let _ = writeln!(o, "stored bytes:      {stored} ({})", human(stored));

@@ -298,11 +298,22 @@ fn lock(dir: &Path) -> Result<File> {
 }
 
 /// The latest checkpoint in the archive's own file that `key` signed.
+/// Reads only the file's tail: a year of checkpoints is hundreds of
+/// thousands of lines, and the newest valid one is near the end.
 fn latest_checkpoint(dir: &Path, key: &SigningKey) -> Option<Checkpoint> {
-    let text = std::fs::read_to_string(checkpoints_path(dir)).ok()?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(checkpoints_path(dir)).ok()?;
+    let len = f.metadata().ok()?.len();
+    let from = len.saturating_sub(64 * 1024);
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let vk = key.verifying_key();
     text.lines()
+        .rev()
         .filter_map(|l| Signed::parse(l).ok())
-        .filter(|s| s.verifies(&key.verifying_key()))
+        .filter(|s| s.verifies(&vk))
         .filter_map(|s| Checkpoint::from_signed(&s).ok())
         .max_by_key(|c| c.size)
 }
