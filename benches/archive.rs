@@ -23,7 +23,15 @@ use sluice::encode::Names;
 use sluice::parse::Parser;
 use sluice::time::Timestamp;
 
-const RECORDS: usize = 200_000;
+/// Records in the corpus: 200,000 under `cargo bench`; a few thousand when
+/// `cargo test --all-targets` runs each bench once as a smoke test.
+fn records() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        200_000
+    } else {
+        5_000
+    }
+}
 
 /// CPU time of the whole process (all threads), from
 /// `CLOCK_PROCESS_CPUTIME_ID`.
@@ -116,15 +124,16 @@ fn build_archive(dir: &Path, b: &[Batch], names: &Names) {
 }
 
 fn write_path(c: &mut Criterion<CpuTime>) {
-    let (b, raw) = batches(RECORDS);
+    let n = records();
+    let (b, raw) = batches(n);
     let names = names();
     eprintln!(
-        "corpus: {RECORDS} records, {raw} raw bytes ({} bytes/record)",
-        raw / RECORDS as u64
+        "corpus: {n} records, {raw} raw bytes ({} bytes/record)",
+        raw / n as u64
     );
     let mut g = c.benchmark_group("archive_write");
     g.sample_size(10).measurement_time(Duration::from_secs(15));
-    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.throughput(Throughput::Elements(n as u64));
     g.bench_function("build_blocks", |bench| {
         let mut bb = BlockBuilder::new(3).unwrap();
         let mut out = Vec::new();
@@ -152,7 +161,7 @@ fn write_path(c: &mut Criterion<CpuTime>) {
 }
 
 fn read_path(c: &mut Criterion<CpuTime>) {
-    let (b, raw) = batches(RECORDS);
+    let (b, raw) = batches(records());
     let names = names();
     let t = tempfile::tempdir().unwrap();
     build_archive(t.path(), &b, &names);
