@@ -36,6 +36,8 @@ pub struct BatchOwner {
     pub bump: Bump,
     /// When the first frame of the batch was read (for stage latency).
     pub born: Instant,
+    /// Order number given by the input workers; classify restores it.
+    pub seq: u64,
 }
 
 impl Default for BatchOwner {
@@ -45,6 +47,7 @@ impl Default for BatchOwner {
             frames: Vec::with_capacity(256),
             bump: Bump::with_capacity(64 * 1024),
             born: Instant::now(),
+            seq: 0,
         }
     }
 }
@@ -130,6 +133,10 @@ impl Batch {
 
     pub fn born(&self) -> Instant {
         self.borrow_owner().born
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.borrow_owner().seq
     }
 }
 

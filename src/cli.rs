@@ -39,6 +39,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::archive::cli::ArchiveCommand,
     },
+    /// Send realistic, stamped syslog traffic (load testing; see `sluice
+    /// sink` for the receiving side).
+    Load(crate::load::LoadArgs),
+    /// Receive what a pipeline forwards and report throughput, loss,
+    /// duplicates and end-to-end latency of `sluice load` traffic.
+    Sink(crate::load::SinkArgs),
     /// Live view of a running sluice, read from its /metrics endpoint:
     /// records/s per input, stage and output, drops by reason, queue
     /// depths, p50/p99 latency, identity-table size. `q` quits.
@@ -80,6 +86,8 @@ pub fn main() -> ExitCode {
             print!("{}", config::DEFAULT_CONFIG);
             ExitCode::SUCCESS
         }
+        Command::Load(args) => crate::load::load_main(args),
+        Command::Sink(args) => crate::load::sink_main(args),
         Command::Top { url, interval } => match crate::top::run(&url, interval) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

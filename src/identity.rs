@@ -125,6 +125,19 @@ impl Identity {
     }
 
     fn insert(&mut self, ip: IpAddr, name: [u8; MAX_NAME], len: u8, now: i64) {
+        // The common case: the same user logging on again from the same
+        // address. Refresh in place; requeue only entries that have grown
+        // old in the eviction order.
+        if let Some(e) = self.map.get_mut(&ip)
+            && e.len == len
+            && e.name[..len as usize] == name[..len as usize]
+        {
+            e.seen_ns = now;
+            self.stats.learned.fetch_add(1, Ordering::Relaxed);
+            if self.seq - e.seq < (self.max as u64 / 2).max(1) {
+                return;
+            }
+        }
         self.seq += 1;
         let seq = self.seq;
         let fresh = self

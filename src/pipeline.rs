@@ -139,6 +139,7 @@ impl Pipeline {
             classify_rx,
             to_enrich,
             metrics.clone(),
+            true,
         )?);
         stages.push(crate::stage::spawn(
             "enrich",
@@ -147,6 +148,7 @@ impl Pipeline {
             enrich_rx,
             to_forward,
             metrics.clone(),
+            false,
         )?);
         let d = Dispatcher {
             outputs: outputs.iter().map(|o| o.handle.clone()).collect(),

@@ -144,10 +144,13 @@ impl<'a> Fields<'a> {
     }
 
     /// The value of the first field named `key`.
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
+        let first = *key.first()?;
+        // Length and first byte rule out most keys without a memcmp call.
         self.slots[..self.len]
             .iter()
-            .find(|f| f.key == key)
+            .find(|f| f.key.len() == key.len() && f.key[0] == first && f.key == key)
             .map(|f| f.value)
     }
 
@@ -267,52 +270,53 @@ pub const SEVERITY_NAMES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
+/// Each byte's normal form in a field name: `[a-z0-9_-]` stay, A-Z are
+/// lowercased, anything else becomes `_`.
+static KEY_BYTE: [u8; 256] = {
+    let mut t = [b'_'; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_' {
+            t[b] = c;
+        } else if c.is_ascii_uppercase() {
+            t[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Normalises a field name to `[a-z0-9_-]`: ASCII letters lowercased, any
 /// other byte mapped to `_`. Borrows `key` when it is already normal.
+#[inline]
 pub fn normalize_key<'a>(bump: &'a Bump, key: &'a [u8]) -> &'a [u8] {
-    if key.iter().all(|&b| is_key_byte(b)) {
-        return key;
+    match key.iter().position(|&b| KEY_BYTE[b as usize] != b) {
+        None => key,
+        Some(first) => {
+            let out = bump.alloc_slice_copy(key);
+            for b in out[first..].iter_mut() {
+                *b = KEY_BYTE[*b as usize];
+            }
+            out
+        }
     }
-    let out = bump.alloc_slice_copy(key);
-    for b in out.iter_mut() {
-        *b = normal_key_byte(*b);
-    }
-    out
 }
 
 /// Like [`normalize_key`] with a prefix joined by `_` (nested JSON objects,
 /// structured data).
 pub fn normalize_key_prefixed<'a>(bump: &'a Bump, prefix: &[u8], key: &[u8]) -> &'a [u8] {
-    if prefix.is_empty() {
-        let out = bump.alloc_slice_copy(key);
-        for b in out.iter_mut() {
-            *b = normal_key_byte(*b);
-        }
-        return out;
-    }
-    let out = bump.alloc_slice_fill_copy(prefix.len() + 1 + key.len(), b'_');
-    out[..prefix.len()].copy_from_slice(prefix);
-    out[prefix.len() + 1..].copy_from_slice(key);
+    let out = bump.alloc_slice_fill_copy(
+        prefix.len() + usize::from(!prefix.is_empty()) + key.len(),
+        b'_',
+    );
+    let (p, k) = out.split_at_mut(out.len() - key.len());
+    p[..prefix.len()].copy_from_slice(prefix);
+    k.copy_from_slice(key);
     for b in out.iter_mut() {
-        *b = normal_key_byte(*b);
+        *b = KEY_BYTE[*b as usize];
     }
     out
-}
-
-#[inline]
-fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-}
-
-#[inline]
-fn normal_key_byte(b: u8) -> u8 {
-    if is_key_byte(b) {
-        b
-    } else if b.is_ascii_uppercase() {
-        b.to_ascii_lowercase()
-    } else {
-        b'_'
-    }
 }
 
 #[cfg(test)]

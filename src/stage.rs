@@ -5,6 +5,7 @@
 //! blocking while the next queue is full. When its input channel closes
 //! (shutdown), it has passed on everything and exits, closing its output.
 
+use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 
 use bumpalo::Bump;
@@ -42,6 +43,8 @@ pub type Swap<W> = Receiver<Update<W>>;
 
 /// Runs `work` over every batch from `rx`, sending each on to `tx`.
 /// Between batches, updates from `swap` change the work (reload).
+/// With `reorder`, batches are put back in the order the input workers
+/// numbered them (they are parsed in parallel and may arrive out of it).
 pub fn spawn<W: StageWork>(
     name: &'static str,
     mut work: W,
@@ -49,25 +52,58 @@ pub fn spawn<W: StageWork>(
     rx: Receiver<Batch>,
     tx: Sender<Batch>,
     metrics: Arc<Metrics>,
+    reorder: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let m: &StageMetrics = metrics.stage(name);
             let hist = m.latency.local();
-            for mut batch in rx.iter() {
+            let handle = |mut batch: Batch, work: &mut W| -> bool {
                 if let Some(s) = &swap {
                     for update in s.try_iter() {
-                        update(&mut work);
+                        update(work);
                     }
                 }
-                process(&mut work, &mut batch);
+                process(work, &mut batch);
                 let n = batch.len() as u64;
                 m.records.add(n);
                 m.batches.inc();
                 record_latency(&mut hist.lock(), batch.born().elapsed(), n);
                 if tx.send(batch).is_err() {
                     log::error!("stage {name}: next stage is gone");
+                    return false;
+                }
+                true
+            };
+            let mut next = 0u64;
+            let mut held: BTreeMap<u64, Batch> = BTreeMap::new();
+            for batch in rx.iter() {
+                if !reorder {
+                    if !handle(batch, &mut work) {
+                        return;
+                    }
+                    continue;
+                }
+                if batch.seq() != next {
+                    held.insert(batch.seq(), batch);
+                    continue;
+                }
+                next += 1;
+                if !handle(batch, &mut work) {
+                    return;
+                }
+                while let Some(b) = held.remove(&next) {
+                    next += 1;
+                    if !handle(b, &mut work) {
+                        return;
+                    }
+                }
+            }
+            // Nothing should be held back at the end; if a number never came,
+            // pass on what is here rather than lose it.
+            for (_, b) in std::mem::take(&mut held) {
+                if !handle(b, &mut work) {
                     return;
                 }
             }

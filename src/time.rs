@@ -63,47 +63,53 @@ impl Timestamp {
     }
 
     /// Appends the RFC 3339 form, e.g. `2003-10-11T22:14:15.003Z`.
-    /// Records of one second share the date-time text: the last second
-    /// formatted is cached per thread.
+    /// Records of one second share the date-time text: the last two
+    /// seconds formatted (a record's receive time and its own time) are
+    /// cached per thread.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        type Slot = (i64, [u8; 19]);
         thread_local! {
-            static LAST: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+            static LAST: std::cell::Cell<[Slot; 2]> =
+                const { std::cell::Cell::new([(i64::MIN, [0; 19]); 2]) };
         }
         let (secs, nanos) = self.local_secs();
-        let (cached, text) = LAST.get();
-        if cached == secs {
-            out.extend_from_slice(&text);
+        let mut cache = LAST.get();
+        let text = if cache[0].0 == secs {
+            cache[0].1
+        } else if cache[1].0 == secs {
+            cache[1].1
         } else {
-            let start = out.len();
             let c = self.civil();
-            push_num(out, c.year as u32, 4);
-            out.push(b'-');
-            push_num(out, c.month, 2);
-            out.push(b'-');
-            push_num(out, c.day, 2);
-            out.push(b'T');
-            push_num(out, c.hour, 2);
-            out.push(b':');
-            push_num(out, c.minute, 2);
-            out.push(b':');
-            push_num(out, c.second, 2);
-            if let Ok(t) = <[u8; 19]>::try_from(&out[start..]) {
-                LAST.set((secs, t));
-            }
-        }
+            let mut t = *b"0000-00-00T00:00:00";
+            put_digits(&mut t[0..4], c.year.max(0) as u32);
+            put_digits(&mut t[5..7], c.month);
+            put_digits(&mut t[8..10], c.day);
+            put_digits(&mut t[11..13], c.hour);
+            put_digits(&mut t[14..16], c.minute);
+            put_digits(&mut t[17..19], c.second);
+            cache[1] = cache[0];
+            cache[0] = (secs, t);
+            LAST.set(cache);
+            t
+        };
+        out.extend_from_slice(&text);
         if self.frac_digits > 0 {
-            out.push(b'.');
-            let digits = self.frac_digits.min(9) as u32;
-            push_num(out, nanos / 10u32.pow(9 - digits), digits as usize);
+            let digits = self.frac_digits.min(9) as usize;
+            let mut f = *b".000000000";
+            put_digits(&mut f[1..], nanos);
+            out.extend_from_slice(&f[..1 + digits]);
         }
         if self.offset_min == 0 {
             out.push(b'Z');
         } else {
             let off = self.offset_min.unsigned_abs() as u32;
-            out.push(if self.offset_min < 0 { b'-' } else { b'+' });
-            push_num(out, off / 60, 2);
-            out.push(b':');
-            push_num(out, off % 60, 2);
+            let mut o = *b"+00:00";
+            if self.offset_min < 0 {
+                o[0] = b'-';
+            }
+            put_digits(&mut o[1..3], off / 60);
+            put_digits(&mut o[4..6], off % 60);
+            out.extend_from_slice(&o);
         }
     }
 
@@ -142,6 +148,16 @@ pub struct Civil {
 pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// Writes `v` as decimal digits filling `dst` (zero-padded on the left,
+/// high digits cut).
+#[inline]
+fn put_digits(dst: &mut [u8], mut v: u32) {
+    for d in dst.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
 
 fn push_num(out: &mut Vec<u8>, mut v: u32, width: usize) {
     let mut buf = [b'0'; 10];

@@ -254,6 +254,11 @@ pub struct OutputConfig {
     /// Queue capacity in batches. Default 64.
     #[serde(default = "default_output_queue")]
     pub queue_batches: usize,
+    /// Threads encoding this output's records (order is kept). Default: 2
+    /// for the JSON-based formats (json, v2) on machines with 2 or more
+    /// cores, else 1.
+    #[serde(default)]
+    pub encode_threads: Option<usize>,
     /// Which records go here. Default: all.
     #[serde(default, rename = "match")]
     pub matches: MatchConfig,

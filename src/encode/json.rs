@@ -41,6 +41,32 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
     let mut i = 0;
     let n = s.len();
     while i < n {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if i + 16 <= n {
+                let m = attention16(&s[i..i + 16]);
+                if m == 0 {
+                    i += 16;
+                    continue;
+                }
+                i += m.trailing_zeros() as usize;
+            } else if i + 8 <= n {
+                // The tail: two overlapping words cover it.
+                let m1 = attention(u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes")));
+                if m1 != 0 {
+                    i += (m1.trailing_zeros() / 8) as usize;
+                } else {
+                    let m2 =
+                        attention(u64::from_le_bytes(s[n - 8..n].try_into().expect("8 bytes")));
+                    if m2 == 0 {
+                        i = n;
+                        continue;
+                    }
+                    i = n - 8 + (m2.trailing_zeros() / 8) as usize;
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
         if i + 8 <= n {
             let w = u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
             let m = attention(w);
@@ -53,7 +79,7 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
         let b = s[i];
         if b < 0x80 {
             if ESCAPE[b as usize] {
-                out.extend_from_slice(&s[start..i]);
+                push_bytes(out, &s[start..i]);
                 write_escape(out, b);
                 start = i + 1;
             }
@@ -70,7 +96,59 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
             }
         }
     }
-    out.extend_from_slice(&s[start..]);
+    push_bytes(out, &s[start..]);
+}
+
+/// Appends `src`; short slices are copied inline (two overlapping word
+/// moves) instead of through a `memcpy` call, which dominates for the
+/// many short field values of a record.
+#[inline]
+pub fn push_bytes(out: &mut Vec<u8>, src: &[u8]) {
+    let n = src.len();
+    if !(4..=16).contains(&n) {
+        out.extend_from_slice(src);
+        return;
+    }
+    out.reserve(n);
+    let len = out.len();
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; the
+    // unaligned reads stay inside `src` (n >= 4 or 8 as used) and the
+    // writes inside out[len..len + n]; then `n` bytes are initialised.
+    unsafe {
+        let d = out.as_mut_ptr().add(len);
+        let p = src.as_ptr();
+        if n >= 8 {
+            let a = std::ptr::read_unaligned(p as *const u64);
+            let b = std::ptr::read_unaligned(p.add(n - 8) as *const u64);
+            std::ptr::write_unaligned(d as *mut u64, a);
+            std::ptr::write_unaligned(d.add(n - 8) as *mut u64, b);
+        } else {
+            let a = std::ptr::read_unaligned(p as *const u32);
+            let b = std::ptr::read_unaligned(p.add(n - 4) as *const u32);
+            std::ptr::write_unaligned(d as *mut u32, a);
+            std::ptr::write_unaligned(d.add(n - 4) as *mut u32, b);
+        }
+        out.set_len(len + n);
+    }
+}
+
+/// A bit set for each of the 16 bytes that is a control character, `"`,
+/// `\\` or non-ASCII (SSE2, which every x86_64 has).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn attention16(chunk: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    debug_assert!(chunk.len() >= 16);
+    // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly
+    // 16 bytes that `chunk` (checked above by the caller) holds.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+        // Signed compare: bytes >= 0x80 are negative, so they count as < 0x20.
+        let ctrl_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let bs = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(ctrl_or_high, _mm_or_si128(quote, bs))) as u32
+    }
 }
 
 /// High bit set in each byte of `w` that is a control character, `"`,
@@ -216,9 +294,18 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
         if i > 0 {
             out.push(b',');
         }
-        write_json_str(out, f.key);
-        out.push(b':');
-        write_json_str(out, f.value);
+        // Keys are normalised to `[a-z0-9_-]` (record::normalize_key), so
+        // they never need escaping.
+        debug_assert!(
+            f.key
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        );
+        out.push(b'"');
+        push_bytes(out, f.key);
+        out.extend_from_slice(b"\":\"");
+        write_json_str_body(out, f.value);
+        out.push(b'"');
     }
     out.extend_from_slice(b"}}");
 }
@@ -259,6 +346,17 @@ mod tests {
                 let got: String = serde_json::from_str(&esc(part)).unwrap();
                 assert_eq!(got, String::from_utf8_lossy(part), "offset {off} of {s:?}");
             }
+        }
+    }
+
+    #[test]
+    fn push_bytes_copies_every_length() {
+        let src: Vec<u8> = (0..40u8).collect();
+        for n in 0..=40 {
+            let mut out = vec![9u8; 3];
+            push_bytes(&mut out, &src[..n]);
+            assert_eq!(&out[3..], &src[..n]);
+            assert_eq!(out.len(), 3 + n);
         }
     }
 

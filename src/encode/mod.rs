@@ -61,6 +61,7 @@ pub enum Framing {
 }
 
 /// Writes records in one format and framing.
+#[derive(Clone)]
 pub struct Encoder {
     pub format: Format,
     pub framing: Framing,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::batch::{Batch, Pool, SharedBatch};
 use crate::config::{OutputConfig, OutputType, Transport, WhenFull};
@@ -153,6 +153,17 @@ pub fn start_output(
         OutputType::Archive => anyhow::bail!("output \"{}\": archive handled above", cfg.name),
     };
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let encode_threads = cfg
+        .encode_threads
+        .unwrap_or(
+            if matches!(encoder.format, Format::Json | Format::V2) && cores >= 2 {
+                2
+            } else {
+                1
+            },
+        )
+        .clamp(1, 16);
     let delivery = Delivery {
         name: cfg.name.clone(),
         sink,
@@ -177,7 +188,7 @@ pub fn start_output(
         rx,
         delivery: None,
         journal: None,
-        encoder,
+        encoders: (0..encode_threads).map(|_| encoder.clone()).collect(),
         matcher: matcher.clone(),
         names,
         m: om.clone(),
@@ -416,18 +427,77 @@ fn replay_journal(mut d: Delivery, j: Arc<Journal>, shutdown_timeout: Duration) 
     }
 }
 
+/// One batch encoded for an output, in the order it was queued.
+struct Encoded {
+    seq: u64,
+    buf: Vec<u8>,
+    /// End offset of each record in `buf`.
+    ends: Vec<usize>,
+    /// When the batch was first read, for latency; None if it matched
+    /// nothing.
+    born: Option<Instant>,
+}
+
+/// Work for an output's encoder threads.
+struct EncodeJob {
+    seq: u64,
+    batch: Arc<SharedBatch>,
+    /// Recycled buffers to encode into.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// An encoder thread: encodes matching records of each batch into its
+/// buffer. Several run per output so that one output's encoding (the
+/// record JSON is the costliest step after parsing) spreads over cores.
+fn encode_loop(
+    jobs: Receiver<EncodeJob>,
+    done: Sender<Encoded>,
+    mut encoder: Encoder,
+    matcher: Arc<Matcher>,
+    names: SharedNames,
+) {
+    for mut job in jobs.iter() {
+        let names = names.load();
+        let mut n = 0u64;
+        job.batch.records(|recs| {
+            for r in recs.iter() {
+                if matcher.matches(r) {
+                    encoder.encode(r, &names, &mut job.buf);
+                    job.ends.push(job.buf.len());
+                    n += 1;
+                }
+            }
+        });
+        let e = Encoded {
+            seq: job.seq,
+            buf: job.buf,
+            ends: job.ends,
+            born: (n > 0).then(|| job.batch.born()),
+        };
+        drop(job.batch);
+        if done.send(e).is_err() {
+            return;
+        }
+    }
+}
+
+/// Batches an output has handed to its encoders and not yet written.
+const MAX_IN_FLIGHT: usize = 8;
+
 struct OutputLoop {
     name: String,
     rx: Receiver<Arc<SharedBatch>>,
     /// Memory-queued outputs deliver here; disk-queued ones journal instead.
     delivery: Option<Delivery>,
     journal: Option<Arc<Journal>>,
-    encoder: Encoder,
+    /// Encoders of this output (taken when the thread starts).
+    encoders: Vec<Encoder>,
     matcher: Arc<Matcher>,
     names: SharedNames,
     m: Arc<OutputMetrics>,
+    /// Small encoded batches are gathered here and written together.
     buf: Vec<u8>,
-    /// End offset of each record in `buf`.
     ends: Vec<usize>,
     /// (batch born, records) of the batches in `buf`, for latency.
     born: Vec<(Instant, u64)>,
@@ -439,28 +509,75 @@ impl OutputLoop {
         &self.m
     }
 
+    /// Hands queued batches to the encoder threads, takes their results
+    /// back in queue order, and writes them.
     fn run(&mut self) {
         let hist = self.m().latency.local();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<EncodeJob>(MAX_IN_FLIGHT);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Encoded>();
+        let mut threads = Vec::new();
+        for (k, enc) in std::mem::take(&mut self.encoders).into_iter().enumerate() {
+            let (jr, dt, m, nm) = (
+                jobs_rx.clone(),
+                done_tx.clone(),
+                self.matcher.clone(),
+                self.names.clone(),
+            );
+            match std::thread::Builder::new()
+                .name(format!("enc-{}-{k}", self.name))
+                .spawn(move || encode_loop(jr, dt, enc, m, nm))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => log::error!("output \"{}\": cannot start an encoder: {e}", self.name),
+            }
+        }
+        drop((jobs_rx, done_tx));
+        let never = crossbeam_channel::never::<Arc<SharedBatch>>();
+        let mut next_in = 0u64;
+        let mut next_out = 0u64;
+        let mut held: std::collections::BTreeMap<u64, Encoded> = std::collections::BTreeMap::new();
+        let mut spare: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+        let mut closed = false;
         let mut last_flush = Instant::now();
         loop {
-            let msg = if self.buf.is_empty() {
-                self.rx.recv_timeout(Duration::from_secs(1))
+            let in_flight = (next_in - next_out) as usize;
+            if closed && in_flight == 0 {
+                break;
+            }
+            let input = if closed || in_flight >= MAX_IN_FLIGHT {
+                &never
             } else {
-                self.rx.try_recv().map_err(|e| match e {
-                    crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
+                &self.rx
             };
-            match msg {
-                Ok(b) => {
-                    self.m().queue_batches.set(self.rx.len() as i64);
-                    self.encode(&b);
-                    drop(b);
-                    if self.buf.len() >= WRITE_AT {
-                        self.flush(None, &hist);
+            // Write what is gathered as soon as nothing else is waiting.
+            let idle = if !self.buf.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+            crossbeam_channel::select! {
+                recv(input) -> b => match b {
+                    Ok(batch) => {
+                        self.m().queue_batches.set(self.rx.len() as i64);
+                        let (buf, ends) = spare.pop().unwrap_or_else(|| (Vec::with_capacity(64 * 1024), Vec::with_capacity(512)));
+                        let job = EncodeJob { seq: next_in, batch, buf, ends };
+                        next_in += 1;
+                        if jobs_tx.send(job).is_err() {
+                            log::error!("output \"{}\": encoders stopped", self.name);
+                            break;
+                        }
+                    }
+                    Err(_) => closed = true,
+                },
+                recv(done_rx) -> e => {
+                    let Ok(e) = e else { break };
+                    held.insert(e.seq, e);
+                    while let Some(e) = held.remove(&next_out) {
+                        next_out += 1;
+                        self.take(e, &mut spare, &hist);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                default(idle) => {
                     if !self.buf.is_empty() {
                         self.flush(None, &hist);
                     }
@@ -474,43 +591,50 @@ impl OutputLoop {
                         last_flush = Instant::now();
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let deadline = Instant::now() + self.shutdown_timeout;
-                    self.flush(Some(deadline), &hist);
-                    if let Some(d) = &mut self.delivery {
-                        let _ = d.sink.flush();
-                    }
-                    if let Some(j) = &self.journal {
-                        let _ = j.sync();
-                        j.close();
-                    }
-                    return;
-                }
             }
+        }
+        drop(jobs_tx);
+        for t in threads {
+            let _ = t.join();
+        }
+        let deadline = Instant::now() + self.shutdown_timeout;
+        self.flush(Some(deadline), &hist);
+        if let Some(d) = &mut self.delivery {
+            let _ = d.sink.flush();
+        }
+        if let Some(j) = &self.journal {
+            let _ = j.sync();
+            j.close();
         }
     }
 
-    fn encode(&mut self, b: &SharedBatch) {
-        let mut n = 0u64;
-        let names = self.names.load();
-        let (enc, names, matcher, buf, ends) = (
-            &mut self.encoder,
-            &**names,
-            &*self.matcher,
-            &mut self.buf,
-            &mut self.ends,
-        );
-        b.records(|recs| {
-            for r in recs.iter() {
-                if matcher.matches(r) {
-                    enc.encode(r, names, buf);
-                    ends.push(buf.len());
-                    n += 1;
-                }
+    /// Takes an encoded batch in order: a large one is written as it is,
+    /// small ones are gathered and written together.
+    fn take(
+        &mut self,
+        mut e: Encoded,
+        spare: &mut Vec<(Vec<u8>, Vec<usize>)>,
+        hist: &crate::metrics::LocalHist,
+    ) {
+        if let Some(born) = e.born {
+            self.born.push((born, e.ends.len() as u64));
+        }
+        if self.buf.is_empty() && e.buf.len() >= WRITE_AT / 4 {
+            std::mem::swap(&mut self.buf, &mut e.buf);
+            std::mem::swap(&mut self.ends, &mut e.ends);
+            self.flush(None, hist);
+        } else {
+            let base = self.buf.len();
+            self.buf.extend_from_slice(&e.buf);
+            self.ends.extend(e.ends.iter().map(|x| x + base));
+            if self.buf.len() >= WRITE_AT {
+                self.flush(None, hist);
             }
-        });
-        if n > 0 {
-            self.born.push((b.born(), n));
+        }
+        e.buf.clear();
+        e.ends.clear();
+        if spare.len() < MAX_IN_FLIGHT * 2 && e.buf.capacity() <= 4 * WRITE_AT {
+            spare.push((e.buf, e.ends));
         }
     }
 

@@ -288,6 +288,8 @@ pub fn spawn_workers(
         incoming.push(crx);
     }
     let wakers: Vec<Arc<Waker>> = peers.iter().map(|p| p.waker.clone()).collect();
+    let share = ParseShare::new(n * 2);
+    *share.wakers.lock() = wakers.clone();
     let peers = Arc::new(peers);
     let mut udp_per_worker: Vec<Vec<(u16, mio::net::UdpSocket)>> =
         (0..n).map(|_| Vec::new()).collect();
@@ -343,6 +345,9 @@ pub fn spawn_workers(
                 im: metrics.inputs(),
                 limits,
                 parse_hist,
+                share: share.clone(),
+                idx,
+                flaw_tally: Vec::new(),
             },
             refuse_log: RateLimit::new(Duration::from_secs(10)),
         };
@@ -381,7 +386,6 @@ struct Tally {
     records: u64,
     bytes: u64,
     oversize: u64,
-    flaws: [u64; flaw::NAMES.len()],
 }
 
 /// Where a worker's frames go: the current batch, parsed and sent when
@@ -397,6 +401,10 @@ struct Sink {
     im: Vec<Arc<InputMetrics>>,
     limits: BatchLimits,
     parse_hist: LocalHist,
+    share: Arc<ParseShare>,
+    idx: usize,
+    /// Per input: records with each flaw in the batch being parsed.
+    flaw_tally: Vec<[u64; flaw::NAMES.len()]>,
 }
 
 impl Sink {
@@ -427,20 +435,69 @@ impl Sink {
         }
     }
 
-    /// Parses the current batch and sends it to classify (blocking while
-    /// classify's queue is full).
+    /// Hands the current batch to the parse queue, numbered so classify
+    /// can put batches back in order, and wakes another worker to help
+    /// parse. A full queue means parsing is behind: this worker parses.
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        let owner = std::mem::replace(&mut self.batch, self.pool.get());
+        let mut owner = std::mem::replace(&mut self.batch, self.pool.get());
+        for (i, t) in self.tallies.iter_mut().enumerate() {
+            if t.records == 0 {
+                continue;
+            }
+            let m = &self.im[i];
+            m.records.add(t.records);
+            m.bytes.add(t.bytes);
+            m.oversize.add(t.oversize);
+            *t = Tally::default();
+        }
+        // Numbered in the order this worker read them: one connection is
+        // read by one worker, so its batches' numbers increase.
+        owner.seq = self.share.seq.fetch_add(1, Ordering::SeqCst);
+        loop {
+            match self.share.tx.try_send(owner) {
+                Ok(()) => break,
+                Err(crossbeam_channel::TrySendError::Full(o)) => {
+                    owner = o;
+                    self.parse_one();
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(o)) => {
+                    log::error!(
+                        "parse queue closed; {} records could not be passed on",
+                        o.len()
+                    );
+                    return;
+                }
+            }
+        }
+        self.share.wake_helper(self.idx);
+    }
+
+    /// Parses every batch waiting in the parse queue.
+    fn parse_all(&mut self) {
+        while self.parse_one() {}
+    }
+
+    /// Parses one waiting batch (any worker's) and sends it to classify,
+    /// blocking while classify's queue is full. False when none waited.
+    fn parse_one(&mut self) -> bool {
+        let Ok(owner) = self.share.rx.try_recv() else {
+            return false;
+        };
         let n = owner.len() as u64;
         let batch = Batch::parse(owner, &mut self.parser);
+        let flaws = &mut self.flaw_tally;
+        flaws.iter_mut().for_each(|f| *f = [0; flaw::NAMES.len()]);
         batch.with_dependent(|_, recs| {
             for r in recs.list.iter() {
                 if r.flaws != 0 {
-                    let t = &mut self.tallies[r.input as usize];
-                    for (bit, c) in t.flaws.iter_mut().enumerate() {
+                    let i = r.input as usize;
+                    if flaws.len() <= i {
+                        flaws.resize(i + 1, [0; flaw::NAMES.len()]);
+                    }
+                    for (bit, c) in flaws[i].iter_mut().enumerate() {
                         if r.flaws & (1 << bit) != 0 {
                             *c += 1;
                         }
@@ -448,18 +505,12 @@ impl Sink {
                 }
             }
         });
-        for (i, t) in self.tallies.iter_mut().enumerate() {
-            if t.records == 0 && t.flaws.iter().all(|&f| f == 0) {
-                continue;
+        for (i, f) in self.flaw_tally.iter().enumerate() {
+            if let Some(m) = self.im.get(i) {
+                for (k, c) in f.iter().enumerate() {
+                    m.flaws[k].add(*c);
+                }
             }
-            let m = &self.im[i];
-            m.records.add(t.records);
-            m.bytes.add(t.bytes);
-            m.oversize.add(t.oversize);
-            for (k, c) in t.flaws.iter().enumerate() {
-                m.flaws[k].add(*c);
-            }
-            *t = Tally::default();
         }
         let st = self.metrics.stage("parse");
         st.records.add(n);
@@ -473,6 +524,37 @@ impl Sink {
                 e.0.len()
             );
             self.pool.put(e.0.into_owner());
+        }
+        true
+    }
+}
+
+/// Framed batches waiting to be parsed, shared by the workers so that one
+/// busy connection's parsing spreads over every core.
+pub struct ParseShare {
+    tx: Sender<BatchOwner>,
+    rx: Receiver<BatchOwner>,
+    /// Next batch number (classify restores this order).
+    seq: std::sync::atomic::AtomicU64,
+    wakers: parking_lot::Mutex<Vec<Arc<Waker>>>,
+}
+
+impl ParseShare {
+    fn new(cap: usize) -> Arc<ParseShare> {
+        let (tx, rx) = crossbeam_channel::bounded(cap.max(1));
+        Arc::new(ParseShare {
+            tx,
+            rx,
+            seq: std::sync::atomic::AtomicU64::new(0),
+            wakers: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Wakes the worker after `idx` (if there is another) to help parse.
+    fn wake_helper(&self, idx: usize) {
+        let w = self.wakers.lock();
+        if w.len() > 1 {
+            let _ = w[(idx + 1) % w.len()].wake();
         }
     }
 }
@@ -614,6 +696,7 @@ impl Worker {
                 self.handle(t, READ_BUDGET);
             }
             self.sink.flush();
+            self.sink.parse_all();
             if self.stop.load(Ordering::SeqCst) {
                 self.drain();
                 return Ok(());
@@ -940,5 +1023,6 @@ impl Worker {
             while self.read_udp(i, READ_BUDGET) {}
         }
         self.sink.flush();
+        self.sink.parse_all();
     }
 }
