@@ -10,7 +10,8 @@
 //! (`merkle`) whose root is signed with ed25519 in periodic checkpoints
 //! (`checkpoint`). Retention (`retention`) deletes whole expired segments
 //! and records each deletion in a signed ledger. `verify`, `search` and
-//! `stats` read an archive; `cli` is the `sluice archive` command group.
+//! `stats` read an archive; `cli` is the `sluice archive` command group;
+//! `corpus` makes the Windows-agent corpus the benchmarks use.
 //!
 //! The write path (`writer`) never allocates per record: every buffer,
 //! dictionary and column is reused from block to block. It never drops a
