@@ -145,6 +145,7 @@ impl Batch {
 pub struct Pool {
     spare: ArrayQueue<BatchOwner>,
     created: AtomicCell<u64>,
+    freed: AtomicCell<u64>,
 }
 
 impl Pool {
@@ -152,6 +153,7 @@ impl Pool {
         Arc::new(Pool {
             spare: ArrayQueue::new(cap.max(1)),
             created: AtomicCell::new(0),
+            freed: AtomicCell::new(0),
         })
     }
 
@@ -170,10 +172,19 @@ impl Pool {
     pub fn put(&self, mut owner: BatchOwner) {
         owner.clear();
         // A batch that grew huge (one giant frame) is not kept around.
-        if owner.raw.capacity() > 8 * 1024 * 1024 {
-            return;
+        if owner.raw.capacity() > 8 * 1024 * 1024 || self.spare.push(owner).is_err() {
+            self.freed.fetch_add(1);
         }
-        let _ = self.spare.push(owner);
+    }
+
+    /// Owners freed because the pool was full or they had grown huge.
+    pub fn freed(&self) -> u64 {
+        self.freed.load()
+    }
+
+    /// Spare owners held now.
+    pub fn spare(&self) -> usize {
+        self.spare.len()
     }
 
     /// How many owners were ever created (a steady pipeline stops creating).

@@ -35,7 +35,8 @@ use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::metrics::http::MetricsServer;
 use crate::receive::{
-    InputSockets, Workers, bind_input, bind_inputs, proto_name, runtime_of, spawn_workers,
+    InputSockets, ParseShare, Workers, bind_input, bind_inputs, proto_name, runtime_of,
+    spawn_workers,
 };
 use crate::stage::Update;
 
@@ -131,6 +132,8 @@ impl Pipeline {
         let (classify_tx, classify_swap) = crossbeam_channel::unbounded();
         let (enrich_tx, enrich_swap) = crossbeam_channel::unbounded();
         let (outputs_tx, outputs_swap) = crossbeam_channel::unbounded();
+        let share = ParseShare::new(cfg.pipeline.workers);
+        let share_c = share.clone();
         let mut stages = Vec::new();
         stages.push(crate::stage::spawn(
             "classify",
@@ -139,7 +142,7 @@ impl Pipeline {
             classify_rx,
             to_enrich,
             metrics.clone(),
-            true,
+            Some(Arc::new(move |next| share_c.release(next))),
         )?);
         stages.push(crate::stage::spawn(
             "enrich",
@@ -148,7 +151,7 @@ impl Pipeline {
             enrich_rx,
             to_forward,
             metrics.clone(),
-            false,
+            None,
         )?);
         let d = Dispatcher {
             outputs: outputs.iter().map(|o| o.handle.clone()).collect(),
@@ -161,6 +164,27 @@ impl Pipeline {
                 .spawn(move || d.run(forward_rx, Some(outputs_swap)))?,
         );
 
+        {
+            let pool = pool.clone();
+            metrics.extra.lock().push(Arc::new(move |out: &mut String| {
+                use std::fmt::Write as _;
+                let _ = writeln!(
+                    out,
+                    "# HELP sluice_batches_created_total Batches (buffers and arena) allocated.\n\
+                     # TYPE sluice_batches_created_total counter\n\
+                     sluice_batches_created_total {}\n\
+                     # HELP sluice_batches_freed_total Batches freed instead of reused (pool full).\n\
+                     # TYPE sluice_batches_freed_total counter\n\
+                     sluice_batches_freed_total {}\n\
+                     # HELP sluice_batches_spare Batches waiting in the pool for reuse.\n\
+                     # TYPE sluice_batches_spare gauge\n\
+                     sluice_batches_spare {}",
+                    pool.created(),
+                    pool.freed(),
+                    pool.spare()
+                );
+            }));
+        }
         let metrics_server = match &cfg.metrics.listen {
             Some(l) => Some(
                 MetricsServer::start(l.parse()?, metrics.clone())
@@ -171,7 +195,14 @@ impl Pipeline {
         let metrics_addr = metrics_server.as_ref().map(|s| s.addr);
         // The workers get the only sender to classify: when they exit, the
         // chain closes.
-        let workers = spawn_workers(cfg, bound, to_classify, pool.clone(), metrics.clone())?;
+        let workers = spawn_workers(
+            cfg,
+            bound,
+            to_classify,
+            pool.clone(),
+            metrics.clone(),
+            share,
+        )?;
         Ok(Pipeline {
             cfg: cfg.clone(),
             names,

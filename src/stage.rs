@@ -44,7 +44,8 @@ pub type Swap<W> = Receiver<Update<W>>;
 /// Runs `work` over every batch from `rx`, sending each on to `tx`.
 /// Between batches, updates from `swap` change the work (reload).
 /// With `reorder`, batches are put back in the order the input workers
-/// numbered them (they are parsed in parallel and may arrive out of it).
+/// numbered them (they are parsed in parallel and may arrive out of it);
+/// it is told the number of the next batch awaited after each release.
 pub fn spawn<W: StageWork>(
     name: &'static str,
     mut work: W,
@@ -52,7 +53,7 @@ pub fn spawn<W: StageWork>(
     rx: Receiver<Batch>,
     tx: Sender<Batch>,
     metrics: Arc<Metrics>,
-    reorder: bool,
+    reorder: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
@@ -79,12 +80,12 @@ pub fn spawn<W: StageWork>(
             let mut next = 0u64;
             let mut held: BTreeMap<u64, Batch> = BTreeMap::new();
             for batch in rx.iter() {
-                if !reorder {
+                let Some(released) = &reorder else {
                     if !handle(batch, &mut work) {
                         return;
                     }
                     continue;
-                }
+                };
                 if batch.seq() != next {
                     held.insert(batch.seq(), batch);
                     continue;
@@ -99,6 +100,7 @@ pub fn spawn<W: StageWork>(
                         return;
                     }
                 }
+                released(next);
             }
             // Nothing should be held back at the end; if a number never came,
             // pass on what is here rather than lose it.

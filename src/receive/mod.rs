@@ -265,6 +265,7 @@ pub fn spawn_workers(
     tx: Sender<Batch>,
     pool: Arc<Pool>,
     metrics: Arc<Metrics>,
+    share: Arc<ParseShare>,
 ) -> io::Result<Workers> {
     let n = cfg.pipeline.workers.max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -288,7 +289,6 @@ pub fn spawn_workers(
         incoming.push(crx);
     }
     let wakers: Vec<Arc<Waker>> = peers.iter().map(|p| p.waker.clone()).collect();
-    let share = ParseShare::new(n * 2);
     *share.wakers.lock() = wakers.clone();
     let peers = Arc::new(peers);
     let mut udp_per_worker: Vec<Vec<(u16, mio::net::UdpSocket)>> =
@@ -453,37 +453,55 @@ impl Sink {
             m.oversize.add(t.oversize);
             *t = Tally::default();
         }
-        // Numbered in the order this worker read them: one connection is
-        // read by one worker, so its batches' numbers increase.
-        owner.seq = self.share.seq.fetch_add(1, Ordering::SeqCst);
-        loop {
-            match self.share.tx.try_send(owner) {
-                Ok(()) => break,
-                Err(crossbeam_channel::TrySendError::Full(o)) => {
-                    owner = o;
-                    self.parse_one();
-                }
-                Err(crossbeam_channel::TrySendError::Disconnected(o)) => {
-                    log::error!(
-                        "parse queue closed; {} records could not be passed on",
-                        o.len()
-                    );
-                    return;
+        // Numbered and queued in one step, in the order this worker read
+        // them: one connection is read by one worker, so its batches'
+        // numbers increase.
+        let share = self.share.clone();
+        let mut q = share.queue.lock();
+        while q.items.len() >= share.cap {
+            // Parsing is behind: help, or wait for room.
+            drop(q);
+            if !self.parse_one() {
+                let mut q2 = share.queue.lock();
+                if q2.items.len() >= share.cap {
+                    share.room.wait_for(&mut q2, Duration::from_millis(10));
                 }
             }
+            q = share.queue.lock();
         }
-        self.share.wake_helper(self.idx);
+        owner.seq = q.next_seq;
+        q.next_seq += 1;
+        q.items.push_back(owner);
+        drop(q);
+        share.wake_helper(self.idx);
     }
 
-    /// Parses every batch waiting in the parse queue.
+    /// Parses every batch waiting in the parse queue that the window lets
+    /// this worker take.
     fn parse_all(&mut self) {
         while self.parse_one() {}
+    }
+
+    /// At shutdown: parses until the queue is empty, waiting for classify
+    /// to release batches when the window is full.
+    fn parse_rest(&mut self) {
+        loop {
+            if self.parse_one() {
+                continue;
+            }
+            let share = self.share.clone();
+            let mut q = share.queue.lock();
+            if q.items.is_empty() {
+                return;
+            }
+            share.room.wait_for(&mut q, Duration::from_millis(10));
+        }
     }
 
     /// Parses one waiting batch (any worker's) and sends it to classify,
     /// blocking while classify's queue is full. False when none waited.
     fn parse_one(&mut self) -> bool {
-        let Ok(owner) = self.share.rx.try_recv() else {
+        let Some(owner) = self.share.take() else {
             return false;
         };
         let n = owner.len() as u64;
@@ -531,23 +549,72 @@ impl Sink {
 
 /// Framed batches waiting to be parsed, shared by the workers so that one
 /// busy connection's parsing spreads over every core.
+///
+/// Batches are numbered and queued in one step, so the queue is in number
+/// order and workers take them in that order. Classify puts parsed batches
+/// back in order; to bound what it must hold, a worker takes a batch only
+/// while fewer than `window` batches are taken and not yet released by
+/// classify. The lowest unreleased batch is then always being parsed (or
+/// already with classify), so waiting never deadlocks.
 pub struct ParseShare {
-    tx: Sender<BatchOwner>,
-    rx: Receiver<BatchOwner>,
-    /// Next batch number (classify restores this order).
-    seq: std::sync::atomic::AtomicU64,
+    queue: parking_lot::Mutex<ShareQueue>,
+    /// Signalled when the queue shrinks or classify releases batches.
+    room: parking_lot::Condvar,
+    /// Number of the next batch classify waits for.
+    released: std::sync::atomic::AtomicU64,
+    /// A worker was refused a batch by the window: wake workers on release.
+    refused: AtomicBool,
+    cap: usize,
+    window: u64,
     wakers: parking_lot::Mutex<Vec<Arc<Waker>>>,
 }
 
+struct ShareQueue {
+    items: std::collections::VecDeque<BatchOwner>,
+    next_seq: u64,
+}
+
 impl ParseShare {
-    fn new(cap: usize) -> Arc<ParseShare> {
-        let (tx, rx) = crossbeam_channel::bounded(cap.max(1));
+    /// A share for `workers` input workers.
+    pub fn new(workers: usize) -> Arc<ParseShare> {
+        let workers = workers.max(1);
         Arc::new(ParseShare {
-            tx,
-            rx,
-            seq: std::sync::atomic::AtomicU64::new(0),
+            queue: parking_lot::Mutex::new(ShareQueue {
+                items: std::collections::VecDeque::with_capacity(workers * 2),
+                next_seq: 0,
+            }),
+            room: parking_lot::Condvar::new(),
+            released: std::sync::atomic::AtomicU64::new(0),
+            refused: AtomicBool::new(false),
+            cap: workers * 2,
+            window: (workers * 4 + 4) as u64,
             wakers: parking_lot::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Takes the next batch if the window allows.
+    fn take(&self) -> Option<BatchOwner> {
+        let mut q = self.queue.lock();
+        let front = q.items.front()?;
+        if front.seq >= self.released.load(Ordering::Acquire) + self.window {
+            self.refused.store(true, Ordering::Release);
+            return None;
+        }
+        let o = q.items.pop_front();
+        drop(q);
+        self.room.notify_all();
+        o
+    }
+
+    /// Classify has passed on every batch before `next`.
+    pub fn release(&self, next: u64) {
+        self.released.store(next, Ordering::Release);
+        self.room.notify_all();
+        if self.refused.swap(false, Ordering::AcqRel) {
+            for w in self.wakers.lock().iter() {
+                let _ = w.wake();
+            }
+        }
     }
 
     /// Wakes the worker after `idx` (if there is another) to help parse.
@@ -1023,6 +1090,6 @@ impl Worker {
             while self.read_udp(i, READ_BUDGET) {}
         }
         self.sink.flush();
-        self.sink.parse_all();
+        self.sink.parse_rest();
     }
 }
