@@ -1,4 +1,5 @@
-//! The command line: `sluice run`, `sluice check-config`, and friends.
+//! The command line: `sluice run`, `sluice check-config`, `sluice archive`,
+//! and friends.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,11 @@ pub enum Command {
     },
     /// Print the embedded default config.
     DefaultConfig,
+    /// The embedded archive: keygen, verify, search, stats.
+    Archive {
+        #[command(subcommand)]
+        command: crate::archive::cli::ArchiveCommand,
+    },
     /// Send realistic, stamped syslog traffic (load testing; see `sluice
     /// sink` for the receiving side).
     Load(crate::load::LoadArgs),
@@ -75,6 +81,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Archive { command } => crate::archive::cli::run(command),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             ExitCode::SUCCESS

@@ -6,8 +6,11 @@
 //! [`forward`] (dispatcher, per-output queues, [`encode`] and sinks).
 //! [`pipeline`] wires them; [`config`] checks the TOML that drives them;
 //! [`metrics`] counts everything; [`top`] watches it from a terminal and
-//! [`notify`] tells systemd how the service is doing.
+//! [`notify`] tells systemd how the service is doing. [`archive`] is the
+//! embedded, tamper-evident long-term store (an output, plus `sluice
+//! archive`).
 
+pub mod archive;
 pub mod batch;
 pub mod classify;
 pub mod cli;

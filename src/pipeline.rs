@@ -126,6 +126,7 @@ impl Pipeline {
         }));
 
         let timeout = cfg.pipeline.shutdown_timeout.0;
+        crate::archive::writer::expose_metrics(&metrics);
         let mut outputs = Vec::new();
         for o in &cfg.outputs {
             let om = metrics.output(&o.name).expect("created above");

@@ -293,6 +293,14 @@ pub struct OutputConfig {
     /// archive: syslog `host:port` (TCP) to send each checkpoint to.
     #[serde(default)]
     pub checkpoint_target: Option<String>,
+    /// archive: receive-time window of one segment file (retention deletes
+    /// whole segments). Default 1h.
+    #[serde(default)]
+    pub segment_span: Option<HumanDuration>,
+    /// archive: raw bytes (as received) of records per compressed block.
+    /// Default 256 KiB.
+    #[serde(default)]
+    pub block_bytes: Option<ByteSize>,
 }
 
 fn default_output_queue() -> usize {
@@ -702,12 +710,15 @@ fn check_output(o: &OutputConfig, sec: &Section<'_>, errors: &mut Vec<ConfigErro
         if let Some(t) = &o.checkpoint_target {
             check_addr(t, sec, "checkpoint_target", &what, errors);
         }
+        check_archive(o, sec, &what, errors);
     } else {
         for (k, set) in [
             ("retention", o.retention.is_some()),
             ("signing_key", o.signing_key.is_some()),
             ("checkpoint_interval", o.checkpoint_interval.is_some()),
             ("checkpoint_target", o.checkpoint_target.is_some()),
+            ("segment_span", o.segment_span.is_some()),
+            ("block_bytes", o.block_bytes.is_some()),
         ] {
             if set {
                 err(
@@ -733,6 +744,70 @@ fn check_output(o: &OutputConfig, sec: &Section<'_>, errors: &mut Vec<ConfigErro
         );
     }
     check_match(&o.matches, sec, &what, errors);
+}
+
+/// The archive's own keys: a signing key is required (the archive's
+/// promise is tamper evidence), durations and sizes within sense.
+fn check_archive(o: &OutputConfig, sec: &Section<'_>, what: &str, errors: &mut Vec<ConfigError>) {
+    if o.signing_key.is_none() {
+        err(
+            errors,
+            sec.line,
+            format!(
+                "{what}: type \"archive\" needs `signing_key` (make one with `sluice archive keygen --out FILE`)"
+            ),
+        );
+    }
+    if o.retention.is_some_and(|r| r.0.is_zero()) {
+        err(
+            errors,
+            key_line(sec, "retention"),
+            format!("{what}: `retention` must be longer than 0s (leave it out to keep everything)"),
+        );
+    }
+    if o.checkpoint_interval
+        .is_some_and(|c| c.0 < Duration::from_secs(1))
+    {
+        err(
+            errors,
+            key_line(sec, "checkpoint_interval"),
+            format!("{what}: `checkpoint_interval` must be at least 1s"),
+        );
+    }
+    if o.segment_span.is_some_and(|c| c.0 < Duration::from_secs(1)) {
+        err(
+            errors,
+            key_line(sec, "segment_span"),
+            format!("{what}: `segment_span` must be at least 1s"),
+        );
+    }
+    if o.block_bytes
+        .is_some_and(|b| b.0 < 1024 || b.0 > 64 * 1024 * 1024)
+    {
+        err(
+            errors,
+            key_line(sec, "block_bytes"),
+            format!("{what}: `block_bytes` must be between 1KiB and 64MiB"),
+        );
+    }
+    if o.when_full == WhenFull::Disk {
+        err(
+            errors,
+            key_line(sec, "when_full"),
+            format!(
+                "{what}: when_full = \"disk\" does not apply to an archive (it is on disk already; use \"block\" or \"drop\")"
+            ),
+        );
+    }
+    if o.format.is_some() || o.framing.is_some() {
+        err(
+            errors,
+            key_line(sec, "format").min(key_line(sec, "framing")),
+            format!(
+                "{what}: the archive stores records, not text: `format` and `framing` do not apply"
+            ),
+        );
+    }
 }
 
 fn kind_name(k: OutputType) -> &'static str {

@@ -63,6 +63,31 @@ pub fn start_output(
         Matcher::compile(&cfg.matches, &names.load())
             .map_err(|e| anyhow::anyhow!("output \"{}\": {e}", cfg.name))?,
     );
+    if cfg.kind == OutputType::Archive {
+        // The archive takes batches from the same bounded queue as every
+        // output (so `when_full` applies) and writes them with its own
+        // thread (`archive::writer`).
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
+        let thread = crate::archive::writer::spawn(
+            cfg,
+            om.clone(),
+            names,
+            matcher.clone(),
+            rx,
+            shutdown_timeout,
+            gate,
+        )?;
+        return Ok(StartedOutput {
+            handle: OutputHandle {
+                name: cfg.name.clone(),
+                when_full: cfg.when_full,
+                matcher,
+                tx,
+                metrics: om,
+            },
+            thread,
+        });
+    }
     let (sink, encoder): (Box<dyn Sink>, Encoder) = match cfg.kind {
         OutputType::File => {
             let path = cfg
@@ -125,10 +150,7 @@ pub fn start_output(
                 }
             }
         }
-        OutputType::Archive => anyhow::bail!(
-            "output \"{}\": the archive output is not built yet",
-            cfg.name
-        ),
+        OutputType::Archive => anyhow::bail!("output \"{}\": archive handled above", cfg.name),
     };
     let (tx, rx) = crossbeam_channel::bounded(cfg.queue_batches.max(1));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
