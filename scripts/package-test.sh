@@ -136,10 +136,14 @@ grep -qx 'READY=1' "$tmp/notify.log" || fail "no READY=1 on the notify socket"
 tag="package-test-$$"
 logger -n 127.0.0.1 -P 514 --tcp --rfc5424 -t pkgtest "$tag tcp"
 logger -n 127.0.0.1 -P 514 --udp --rfc5424 -t pkgtest "$tag udp"
-out=/var/lib/sluice/messages.ndjson
-for _ in $(seq 100); do [ "$(grep -c "$tag" "$out" 2>/dev/null)" = 2 ] && break; sleep 0.1; done
-[ "$(grep -c "$tag" "$out" 2>/dev/null)" = 2 ] || fail "the two logger records did not reach $out"
+out=/var/lib/sluice/archive
+found() { /usr/bin/sluice archive search "$out" --from 1h --text "$tag" --json 2>/dev/null | grep -c "$tag"; }
+# A partly filled archive block is sealed within about a second.
+for _ in $(seq 100); do [ "$(found)" = 2 ] && break; sleep 0.1; done
+[ "$(found)" = 2 ] || fail "the two logger records did not reach the archive in $out"
 [ "$(stat -c %U "$out")" = sluice ] || fail "$out is not owned by sluice"
+/usr/bin/sluice archive verify "$out" --pubkey "$(cat /etc/sluice/archive.pub)" >"$tmp/verify.log" 2>&1 \
+    || fail "the archive does not verify: $(cat "$tmp/verify.log")"
 exec 3<>/dev/tcp/127.0.0.1/9598
 printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
 metrics=$(cat <&3)
@@ -170,6 +174,6 @@ getent passwd sluice >/dev/null && fail "user sluice is still there after purge"
 getent group sluice >/dev/null && fail "group sluice is still there after purge"
 find /etc/systemd/system -name 'sluice*' | grep -q . && fail "systemd links to sluice left after purge"
 # The records sluice received are kept on purge (see docs/operations.md).
-grep -q "$tag" "$out" || fail "purge removed the received records"
+find "$out" -type f -size +0 | grep -q . || fail "purge removed the archive"
 rm -rf /var/lib/sluice
 step "ok"
