@@ -411,6 +411,13 @@ impl Pipeline {
             .classify_tx
             .send(Box::new(move |c: &mut Classifier| c.take_rules(classifier)));
         let identity_cfg = new.identity.clone();
+        // The enricher keeps its table when identity stays on; a table that
+        // a reload turns on or off changes what /metrics shows.
+        match (self.cfg.identity.enabled, new.identity.enabled) {
+            (false, true) => *self.metrics.identity.lock() = enricher.identity_stats(),
+            (true, false) => *self.metrics.identity.lock() = None,
+            _ => {}
+        }
         let _ = self.enrich_tx.send(Box::new(move |e: &mut Enricher| {
             e.take_rules(enricher, &identity_cfg)
         }));
