@@ -144,10 +144,6 @@ type = "udp"
 listen = "127.0.0.1:$in"
 receive_buffer = "32MiB"
 
-[[classify]]
-class = "windows"
-match = { eventid = ["4624", "4625", "4634", "4768"] }
-
 [[enrich]]
 name = "site"
 set = { site = "prague-dc1", collector = "{meta.host}" }

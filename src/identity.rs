@@ -64,7 +64,9 @@ impl IdentityStats {
 }
 
 pub struct Identity {
-    map: HashMap<IpAddr, Entry>,
+    /// aHash: fast, and keyed per process so that senders cannot pick
+    /// colliding addresses.
+    map: HashMap<IpAddr, Entry, ahash::RandomState>,
     /// (address, seq) in the order logons were learned: the front is the
     /// least recently seen. Slots whose seq is no longer the entry's are
     /// stale (the address logged on again) and are skipped.
@@ -79,7 +81,7 @@ impl Identity {
     pub fn new(cfg: &IdentityConfig) -> Identity {
         let max = cfg.max_entries.max(1);
         Identity {
-            map: HashMap::with_capacity(max.min(1 << 16)),
+            map: HashMap::with_capacity_and_hasher(max.min(1 << 16), ahash::RandomState::new()),
             order: VecDeque::with_capacity(max.min(1 << 16)),
             seq: 0,
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
@@ -150,30 +152,39 @@ impl Identity {
         // The common case: the same user logging on again from the same
         // address. Refresh in place; requeue only entries that have grown
         // old in the eviction order.
-        if let Some(e) = self.map.get_mut(&ip)
-            && e.len == len
-            && e.name[..len as usize] == name[..len as usize]
-        {
-            e.seen_ns = now;
-            self.stats.learned.fetch_add(1, Ordering::Relaxed);
-            if self.seq - e.seq < (self.max as u64 / 2).max(1) {
-                return;
-            }
-        }
-        self.seq += 1;
-        let seq = self.seq;
-        let fresh = self
-            .map
-            .insert(
-                ip,
-                Entry {
+        // One hash probe for the lookup and the insert.
+        let requeue_after = (self.max as u64 / 2).max(1);
+        let fresh = match self.map.entry(ip) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                if e.len == len && e.name[..len as usize] == name[..len as usize] {
+                    e.seen_ns = now;
+                    self.stats.learned.fetch_add(1, Ordering::Relaxed);
+                    if self.seq - e.seq < requeue_after {
+                        return;
+                    }
+                }
+                self.seq += 1;
+                *e = Entry {
                     name,
                     len,
                     seen_ns: now,
-                    seq,
-                },
-            )
-            .is_none();
+                    seq: self.seq,
+                };
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.seq += 1;
+                v.insert(Entry {
+                    name,
+                    len,
+                    seen_ns: now,
+                    seq: self.seq,
+                });
+                true
+            }
+        };
+        let seq = self.seq;
         self.order.push_back((ip, seq));
         self.stats.learned.fetch_add(1, Ordering::Relaxed);
         self.expire(now);
