@@ -71,6 +71,18 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The value when the template has no `{field}`.
+    pub fn fixed(&self) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => v.extend_from_slice(l),
+                Part::Field(_) => return None,
+            }
+        }
+        Some(v)
+    }
+
     /// Renders into `out`; false when a referenced field is missing.
     pub fn render(&self, rec: &Record<'_>, names: &Names, out: &mut Vec<u8>) -> bool {
         for p in &self.parts {
@@ -90,7 +102,11 @@ impl Template {
 /// One compiled `[[enrich]]` rule.
 pub struct Rule {
     matcher: Matcher,
-    set: Vec<(Box<[u8]>, Template)>,
+    /// Field name, and its template (or its fixed value when the template
+    /// has no `{field}`). Names and fixed values are leaked at compile time
+    /// (a few bytes per rule per reload) so that records in flight can
+    /// borrow them without a copy per record, whatever reloads happen.
+    set: Vec<(&'static [u8], Template, Option<&'static [u8]>)>,
 }
 
 /// The enrich stage's compiled state.
@@ -123,7 +139,10 @@ impl Enricher {
                     .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
                 let t = Template::parse(t)
                     .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
-                set.push((key, t));
+                let fixed: Option<&'static [u8]> =
+                    t.fixed().map(|v| &*Box::leak(v.into_boxed_slice()));
+                let key: &'static [u8] = Box::leak(key);
+                set.push((key, t, fixed));
             }
             rules.push(Rule { matcher, set });
         }
@@ -154,12 +173,15 @@ impl Enricher {
             if !r.matcher.matches(rec) {
                 continue;
             }
-            for (key, t) in &r.set {
+            for (key, t, fixed) in &r.set {
+                if let Some(v) = fixed {
+                    rec.fields.set(bump, key, v);
+                    continue;
+                }
                 self.scratch.clear();
                 if t.render(rec, &self.names, &mut self.scratch) {
                     let v = bump.alloc_slice_copy(&self.scratch);
-                    let k = bump.alloc_slice_copy(key);
-                    rec.fields.set(bump, k, v);
+                    rec.fields.set(bump, key, v);
                 }
             }
         }

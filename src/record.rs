@@ -136,7 +136,11 @@ impl<'a> Fields<'a> {
     /// Sets `key` to `value`: replaces the first field with that key, or
     /// appends one.
     pub fn set(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
-        if let Some(f) = self.slots[..self.len].iter_mut().find(|f| f.key == key) {
+        let first = key.first().copied();
+        if let Some(f) = self.slots[..self.len]
+            .iter_mut()
+            .find(|f| f.key.len() == key.len() && f.key.first().copied() == first && f.key == key)
+        {
             f.value = value;
         } else {
             self.push(bump, key, value);

@@ -52,6 +52,10 @@ const JSON_MARKERS: [&[u8]; 5] = [
 
 /// Is this JSON record Flowmon's event form? Cheap: one pass over the keys.
 pub fn is_flowmon_json(fields: &Fields<'_>) -> bool {
+    // Most JSON is not Flowmon's: one cheap pass for `typedesc` first.
+    if fields.get(b"typedesc").is_none() {
+        return false;
+    }
     let (mut desc, mut id, mut marker) = (false, false, false);
     for f in fields.as_slice() {
         match f.key {
