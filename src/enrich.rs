@@ -106,7 +106,14 @@ pub struct Rule {
     /// has no `{field}`). Names and fixed values are leaked at compile time
     /// (a few bytes per rule per reload) so that records in flight can
     /// borrow them without a copy per record, whatever reloads happen.
-    set: Vec<(&'static [u8], Template, Option<&'static [u8]>)>,
+    set: Vec<SetField>,
+}
+
+/// One `field = "template"` of a rule.
+struct SetField {
+    key: &'static [u8],
+    template: Template,
+    fixed: Option<&'static [u8]>,
 }
 
 /// The enrich stage's compiled state.
@@ -142,7 +149,11 @@ impl Enricher {
                 let fixed: Option<&'static [u8]> =
                     t.fixed().map(|v| &*Box::leak(v.into_boxed_slice()));
                 let key: &'static [u8] = Box::leak(key);
-                set.push((key, t, fixed));
+                set.push(SetField {
+                    key,
+                    template: t,
+                    fixed,
+                });
             }
             rules.push(Rule { matcher, set });
         }
@@ -173,15 +184,15 @@ impl Enricher {
             if !r.matcher.matches(rec) {
                 continue;
             }
-            for (key, t, fixed) in &r.set {
-                if let Some(v) = fixed {
-                    rec.fields.set(bump, key, v);
+            for f in &r.set {
+                if let Some(v) = f.fixed {
+                    rec.fields.set(bump, f.key, v);
                     continue;
                 }
                 self.scratch.clear();
-                if t.render(rec, &self.names, &mut self.scratch) {
+                if f.template.render(rec, &self.names, &mut self.scratch) {
                     let v = bump.alloc_slice_copy(&self.scratch);
-                    rec.fields.set(bump, key, v);
+                    rec.fields.set(bump, f.key, v);
                 }
             }
         }
