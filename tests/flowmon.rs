@@ -420,7 +420,10 @@ fn syslog_ng_as_flowmon_collector_learns_every_logon_and_nothing_else() {
     );
     assert_eq!(got, want, "pairs syslog-ng learned, one line per message");
     assert_eq!(
-        s.metric("sluice_output_sent_total{output=\"flowmon-identity\"}"),
+        s.metric_settled(
+            "sluice_output_sent_total{output=\"flowmon-identity\"}",
+            want.len() as f64
+        ),
         want.len() as f64
     );
     assert!(s.stop().success());

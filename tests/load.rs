@@ -179,11 +179,14 @@ fn tcp_load_through_sluice_arrives_complete_and_matches_sluices_counters() {
         20_000.0
     );
     assert_eq!(
-        s.metric("sluice_output_sent_total{output=\"fwd\"}"),
+        s.metric_settled("sluice_output_sent_total{output=\"fwd\"}", 20_000.0),
         20_000.0
     );
     assert_eq!(
-        s.metric("sluice_end_to_end_latency_seconds_count{output=\"fwd\"}"),
+        s.metric_settled(
+            "sluice_end_to_end_latency_seconds_count{output=\"fwd\"}",
+            20_000.0
+        ),
         20_000.0
     );
     for reason in ["queue_full", "shutdown", "send_error"] {
@@ -196,9 +199,10 @@ fn tcp_load_through_sluice_arrives_complete_and_matches_sluices_counters() {
     }
     // The bytes sluice says it wrote are the bytes the sink framed, plus
     // one LF per record.
+    let want = (u(&got["bytes"]) + 20_000) as f64;
     assert_eq!(
-        s.metric("sluice_output_bytes_total{output=\"fwd\"}") as u64,
-        u(&got["bytes"]) + 20_000
+        s.metric_settled("sluice_output_bytes_total{output=\"fwd\"}", want) as u64,
+        want as u64
     );
     assert!(s.stop().success());
 }

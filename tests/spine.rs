@@ -379,7 +379,7 @@ when_full = "block"
     assert!(s.metric("sluice_output_reconnects_total{output=\"siem\"}") >= 1.0);
     assert!(s.metric("sluice_output_failed_total{output=\"siem\"}") >= 1.0);
     assert_eq!(
-        s.metric("sluice_output_sent_total{output=\"siem\"}"),
+        s.metric_settled("sluice_output_sent_total{output=\"siem\"}", n as f64),
         n as f64
     );
     assert!(s.stop().success());

@@ -341,3 +341,17 @@ pub fn collect_lines(
     });
     (lines, conns)
 }
+
+impl Sluice {
+    /// The value of `sample` once it equals `want`, or after 10 s whatever
+    /// it is (counters are updated just after the I/O they count, so a peer
+    /// may see the data a moment before the counter moves).
+    pub fn metric_settled(&self, sample: &str, want: f64) -> f64 {
+        let mut v = self.metric(sample);
+        wait_until(Duration::from_secs(10), || {
+            v = self.metric(sample);
+            v == want
+        });
+        v
+    }
+}
