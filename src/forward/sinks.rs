@@ -24,6 +24,17 @@ pub struct WriteError {
     pub retry: bool,
 }
 
+impl WriteError {
+    /// A failure worth retrying after `written` bytes went out.
+    pub fn retry(written: usize, error: io::Error) -> WriteError {
+        WriteError {
+            written,
+            error,
+            retry: true,
+        }
+    }
+}
+
 pub trait Sink: Send {
     /// Writes all of `buf`; `ends` are the end offsets of the records in it.
     fn write(&mut self, buf: &[u8], ends: &[usize]) -> Result<(), WriteError>;
@@ -62,11 +73,7 @@ fn write_tracking(w: &mut impl Write, buf: &[u8]) -> Result<(), WriteError> {
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                return Err(WriteError {
-                    written: done,
-                    error: e,
-                    retry: true,
-                });
+                return Err(WriteError::retry(done, e));
             }
         }
     }
@@ -104,11 +111,7 @@ impl Sink for FileSink {
             {
                 Ok(f) => self.file = Some(f),
                 Err(e) => {
-                    return Err(WriteError {
-                        written: 0,
-                        error: e,
-                        retry: true,
-                    });
+                    return Err(WriteError::retry(0, e));
                 }
             }
         }
@@ -238,11 +241,7 @@ impl Sink for TcpSink {
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.connect().map_err(|e| WriteError {
-                written: 0,
-                error: e,
-                retry: true,
-            })?;
+            self.connect().map_err(|e| WriteError::retry(0, e))?;
         }
         let c = self.conn.as_mut().expect("connected above");
         write_tracking(c, buf).inspect_err(|_| {
@@ -294,11 +293,7 @@ impl Sink for UdpSink {
             match s {
                 Ok(s) => self.sock = Some(s),
                 Err(e) => {
-                    return Err(WriteError {
-                        written: 0,
-                        error: e,
-                        retry: true,
-                    });
+                    return Err(WriteError::retry(0, e));
                 }
             }
         }
@@ -383,21 +378,11 @@ impl Sink for TlsSink {
             self.conn = None;
         }
         if self.conn.is_none() {
-            self.connect().map_err(|e| WriteError {
-                written: 0,
-                error: e,
-                retry: true,
-            })?;
+            self.connect().map_err(|e| WriteError::retry(0, e))?;
         }
         let c = self.conn.as_mut().expect("connected above");
         write_tracking(c, buf)
-            .and_then(|()| {
-                c.flush().map_err(|e| WriteError {
-                    written: 0,
-                    error: e,
-                    retry: true,
-                })
-            })
+            .and_then(|()| c.flush().map_err(|e| WriteError::retry(0, e)))
             .inspect_err(|_| {
                 self.conn = None;
             })
