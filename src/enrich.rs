@@ -103,10 +103,28 @@ impl Template {
 pub struct Rule {
     matcher: Matcher,
     /// Field name, and its template (or its fixed value when the template
-    /// has no `{field}`). Names and fixed values are leaked at compile time
-    /// (a few bytes per rule per reload) so that records in flight can
-    /// borrow them without a copy per record, whatever reloads happen.
+    /// has no `{field}`). Names and fixed values are interned for the life
+    /// of the process (see [`intern`]) so that records in flight can borrow
+    /// them without a copy per record, whatever reloads happen.
     set: Vec<SetField>,
+}
+
+/// Returns a `'static` copy of `bytes`, the same one for equal bytes.
+/// Rule names and fixed values live as long as the process so that records
+/// still in flight after a reload can keep borrowing them; interning makes
+/// that cost one copy per distinct string ever configured, not one per
+/// reload, so reloading the same config forever uses no more memory.
+fn intern(bytes: Vec<u8>) -> &'static [u8] {
+    static TABLE: std::sync::LazyLock<
+        parking_lot::Mutex<std::collections::HashSet<&'static [u8]>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut table = TABLE.lock();
+    if let Some(s) = table.get(bytes.as_slice()) {
+        return s;
+    }
+    let s: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    table.insert(s);
+    s
 }
 
 /// One `field = "template"` of a rule.
@@ -146,9 +164,8 @@ impl Enricher {
                     .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
                 let t = Template::parse(t)
                     .map_err(|e| format!("[[enrich]] {label}: set `{k}`: {e}"))?;
-                let fixed: Option<&'static [u8]> =
-                    t.fixed().map(|v| &*Box::leak(v.into_boxed_slice()));
-                let key: &'static [u8] = Box::leak(key);
+                let fixed: Option<&'static [u8]> = t.fixed().map(intern);
+                let key: &'static [u8] = intern(key.into());
                 set.push(SetField {
                     key,
                     template: t,
@@ -214,5 +231,13 @@ mod tests {
         assert!(Template::parse("{unclosed").is_err());
         assert!(Template::parse("lone } brace").is_err());
         assert!(Template::parse("{Bad Name}").is_err());
+    }
+
+    #[test]
+    fn interned_strings_are_shared_across_compiles() {
+        let a = intern(b"event_url".to_vec());
+        let b = intern(b"event_url".to_vec());
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_ne!(intern(b"other".to_vec()).as_ptr(), a.as_ptr());
     }
 }
