@@ -87,6 +87,41 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// Gives a later key that equals an earlier one a `_2` (`_3`, ... `_9`)
+    /// suffix, so the record JSON never repeats a key (a reader would keep
+    /// only one of them).
+    ///
+    /// Keys that differ only in case collide once lowercased: NXLog sends the
+    /// System `ProcessID` and the EventData `ProcessId` in one object. A
+    /// 1024-bit filter of key hashes keeps this O(n); only a filter hit costs
+    /// an exact scan of the earlier keys.
+    pub fn dedupe_keys(&mut self, bump: &'a Bump) {
+        let mut filter = [0u64; 16];
+        for i in 0..self.len() {
+            let key = self.as_slice()[i].key;
+            let h = filter_slot(key);
+            let (word, bit) = (h / 64, 1u64 << (h % 64));
+            if filter[word] & bit == 0 {
+                filter[word] |= bit;
+                continue;
+            }
+            if !self.as_slice()[..i].iter().any(|f| f.key == key) {
+                continue;
+            }
+            for n in 2u8..=9 {
+                let new = bump.alloc_slice_fill_copy(key.len() + 2, b'_');
+                new[..key.len()].copy_from_slice(key);
+                new[key.len() + 1] = b'0' + n;
+                if self.get(new).is_none() {
+                    self.as_mut_slice()[i].key = new;
+                    let h = filter_slot(new);
+                    filter[h / 64] |= 1u64 << (h % 64);
+                    break;
+                }
+            }
+        }
+    }
+
     /// Room for `cap` fields in `bump`.
     pub fn with_capacity(bump: &'a Bump, cap: usize) -> Fields<'a> {
         Fields {
@@ -321,6 +356,23 @@ pub fn normalize_key_prefixed<'a>(bump: &'a Bump, prefix: &[u8], key: &[u8]) -> 
         *b = KEY_BYTE[*b as usize];
     }
     out
+}
+
+/// A 10-bit hash of a key from its length and three of its bytes.
+#[inline]
+fn filter_slot(k: &[u8]) -> usize {
+    let (first, last) = match k {
+        [] => (0, 0),
+        [a, .., b] => (*a as usize, *b as usize),
+        [a] => (*a as usize, *a as usize),
+    };
+    let second = k.get(1).copied().unwrap_or(0) as usize;
+    (k.len()
+        .wrapping_mul(131)
+        .wrapping_add(first.wrapping_mul(31))
+        .wrapping_add(second.wrapping_mul(17))
+        .wrapping_add(last.wrapping_mul(7)))
+        % 1024
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ pub fn normalise<'a>(bump: &'a Bump, fields: &mut Fields<'a>, id_at: usize) {
             fields.as_mut_slice()[i].key = name;
         }
     }
-    dedupe(bump, fields);
+    fields.dedupe_keys(bump);
     // One pass finds the fields that go to the front.
     let mut at = [usize::MAX; FRONT.len()];
     for (i, f) in fields.as_slice().iter().enumerate() {
@@ -199,53 +199,6 @@ fn to_front(s: &mut [Field<'_>], at: &[usize; FRONT.len()]) {
         }
     }
     s[..k].copy_from_slice(&front[..k]);
-}
-
-/// Gives a later key that equals an earlier one a `_2` (`_3`, ...) suffix.
-/// Keys that differ only in case collide once lowercased: NXLog sends the
-/// System `ProcessID` and the EventData `ProcessId` in one object. A
-/// 1024-bit filter of key hashes keeps this O(n); only a filter hit costs
-/// an exact scan of the earlier keys.
-fn dedupe<'a>(bump: &'a Bump, fields: &mut Fields<'a>) {
-    let mut filter = [0u64; 16];
-    for i in 0..fields.len() {
-        let key = fields.as_slice()[i].key;
-        let h = filter_slot(key);
-        let (word, bit) = (h / 64, 1u64 << (h % 64));
-        if filter[word] & bit == 0 {
-            filter[word] |= bit;
-            continue;
-        }
-        if !fields.as_slice()[..i].iter().any(|f| f.key == key) {
-            continue;
-        }
-        for n in 2u8..=9 {
-            let new = bump.alloc_slice_fill_copy(key.len() + 2, b'_');
-            new[..key.len()].copy_from_slice(key);
-            new[key.len() + 1] = b'0' + n;
-            if fields.get(new).is_none() {
-                fields.as_mut_slice()[i].key = new;
-                break;
-            }
-        }
-    }
-}
-
-/// A 10-bit hash of a key from its length and three of its bytes.
-#[inline]
-fn filter_slot(k: &[u8]) -> usize {
-    let (first, last) = match k {
-        [] => (0, 0),
-        [a, .., b] => (*a as usize, *b as usize),
-        [a] => (*a as usize, *a as usize),
-    };
-    let second = k.get(1).copied().unwrap_or(0) as usize;
-    (k.len()
-        .wrapping_mul(131)
-        .wrapping_add(first.wrapping_mul(31))
-        .wrapping_add(second.wrapping_mul(17))
-        .wrapping_add(last.wrapping_mul(7)))
-        % 1024
 }
 
 /// The first eight bytes of `k`, zero-padded, as one little-endian word.

@@ -74,6 +74,11 @@ impl Parser {
             }
         }
         self.parse_msg(bump, rec);
+        // Lowercased JSON keys (`User`, `user`), flattened nesting (`a_b`
+        // and `{"a":{"b":…}}`) and repeated SD-PARAMs can all collide.
+        if rec.fields.len() > 1 {
+            rec.fields.dedupe_keys(bump);
+        }
     }
 
     /// Fills the message fields from `rec.msg`.

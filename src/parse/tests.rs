@@ -161,6 +161,28 @@ fn rfc5424_with_json_message_becomes_fields() {
 }
 
 #[test]
+fn keys_that_collide_once_normalised_are_told_apart() {
+    let bump = Bump::new();
+    // Repeated SD-PARAM (RFC 5424 allows it), JSON keys equal once
+    // lowercased, and a flat key equal to a flattened nested one. A
+    // suffix never takes a name the sender used itself (`user_2`).
+    let raw = br#"<14>1 - h a - - [x@1 k="1" k="2"] {"User":"a","user":"b","a_b":"1","a":{"b":"2"},"user_2":"c"}"#;
+    let r = parse(&bump, raw);
+    assert_eq!(
+        fields(&r),
+        kv(&[
+            ("x_1_k", "1"),
+            ("x_1_k_2", "2"),
+            ("user", "a"),
+            ("user_3", "b"),
+            ("a_b", "1"),
+            ("a_b_2", "2"),
+            ("user_2", "c"),
+        ])
+    );
+}
+
+#[test]
 fn rfc5424_truncated_header_is_flagged_not_dropped() {
     let bump = Bump::new();
     let r = parse(&bump, b"<13>1 2026-01-01T00:00:00Z host");
