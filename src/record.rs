@@ -93,19 +93,19 @@ impl<'a> Fields<'a> {
     ///
     /// Keys that differ only in case collide once lowercased: NXLog sends the
     /// System `ProcessID` and the EventData `ProcessId` in one object. A
-    /// 1024-bit filter of key hashes keeps this O(n); only a filter hit costs
-    /// an exact scan of the earlier keys.
+    /// 64-bit filter of key hashes (in a register) keeps this O(n) for the
+    /// usual dozen fields; only a filter hit costs an exact scan of the
+    /// earlier keys.
     pub fn dedupe_keys(&mut self, bump: &'a Bump) {
-        let mut filter = [0u64; 16];
-        for i in 0..self.len() {
-            let key = self.as_slice()[i].key;
-            let h = filter_slot(key);
-            let (word, bit) = (h / 64, 1u64 << (h % 64));
-            if filter[word] & bit == 0 {
-                filter[word] |= bit;
+        let mut filter = 0u64;
+        for i in 0..self.len {
+            let key = self.slots[i].key;
+            let bit = key_bit(key);
+            if filter & bit == 0 {
+                filter |= bit;
                 continue;
             }
-            if !self.as_slice()[..i].iter().any(|f| f.key == key) {
+            if !self.slots[..i].iter().any(|f| f.key == key) {
                 continue;
             }
             for n in 2u8..=9 {
@@ -113,9 +113,8 @@ impl<'a> Fields<'a> {
                 new[..key.len()].copy_from_slice(key);
                 new[key.len() + 1] = b'0' + n;
                 if self.get(new).is_none() {
-                    self.as_mut_slice()[i].key = new;
-                    let h = filter_slot(new);
-                    filter[h / 64] |= 1u64 << (h % 64);
+                    self.slots[i].key = new;
+                    filter |= key_bit(new);
                     break;
                 }
             }
@@ -358,21 +357,22 @@ pub fn normalize_key_prefixed<'a>(bump: &'a Bump, prefix: &[u8], key: &[u8]) -> 
     out
 }
 
-/// A 10-bit hash of a key from its length and three of its bytes.
+/// One of 64 bits for a key, from its length and its first, second and
+/// last bytes.
 #[inline]
-fn filter_slot(k: &[u8]) -> usize {
+fn key_bit(k: &[u8]) -> u64 {
     let (first, last) = match k {
         [] => (0, 0),
-        [a, .., b] => (*a as usize, *b as usize),
-        [a] => (*a as usize, *a as usize),
+        [a, .., b] => (*a as u32, *b as u32),
+        [a] => (*a as u32, *a as u32),
     };
-    let second = k.get(1).copied().unwrap_or(0) as usize;
-    (k.len()
-        .wrapping_mul(131)
+    let second = k.get(1).copied().unwrap_or(0) as u32;
+    let h = (k.len() as u32)
+        .wrapping_mul(0x9e37_79b9)
         .wrapping_add(first.wrapping_mul(31))
         .wrapping_add(second.wrapping_mul(17))
-        .wrapping_add(last.wrapping_mul(7)))
-        % 1024
+        .wrapping_add(last.wrapping_mul(7));
+    1u64 << (h.wrapping_mul(0x85eb_ca6b) >> 26)
 }
 
 #[cfg(test)]
@@ -407,5 +407,25 @@ mod tests {
         assert_eq!(f.as_slice()[0].key, b"c");
         assert_eq!(f.as_slice()[1].key, b"a");
         assert_eq!(f.as_slice()[3].key, b"d");
+    }
+
+    #[test]
+    fn equal_keys_get_numbered_suffixes() {
+        let bump = Bump::new();
+        let mut f = Fields::with_capacity(&bump, 0);
+        for (k, v) in [
+            ("eventid", "4624"),
+            ("processid", "640"),
+            ("targetusername", "a"),
+            ("processid", "0x0"),
+            ("processid", "0x1"),
+        ] {
+            f.push(&bump, k.as_bytes(), v.as_bytes());
+        }
+        f.dedupe_keys(&bump);
+        assert_eq!(f.get(b"processid"), Some(&b"640"[..]));
+        assert_eq!(f.get(b"processid_2"), Some(&b"0x0"[..]));
+        assert_eq!(f.get(b"processid_3"), Some(&b"0x1"[..]));
+        assert_eq!(f.len(), 5);
     }
 }
