@@ -237,10 +237,26 @@ pub struct Record<'a> {
     pub flaws: u16,
     /// The message fields came from a JSON object.
     pub json: bool,
+    /// Where the arena copy of that JSON object lies (start and end
+    /// address) when it holds no backslash and no control byte, else
+    /// `(0, 0)`: every string value simd-json takes from it is then valid
+    /// UTF-8 with nothing to escape, so the JSON encoder copies a value
+    /// lying inside this range as it is. A value replaced by any later
+    /// stage lies elsewhere and is escaped as usual.
+    pub clean_json: (usize, usize),
     pub fields: Fields<'a>,
 }
 
 impl<'a> Record<'a> {
+    /// Whether `v` is a string value from [`Record::clean_json`], which
+    /// needs no JSON escaping.
+    #[inline]
+    pub fn is_clean(&self, v: &[u8]) -> bool {
+        let (start, end) = self.clean_json;
+        let p = v.as_ptr() as usize;
+        start <= p && p.wrapping_add(v.len()) <= end && start != end
+    }
+
     /// An empty record for `raw`, before parsing.
     pub fn new(raw: &'a [u8], received: Timestamp, src: SocketAddr, input: u16) -> Record<'a> {
         Record {
@@ -259,6 +275,7 @@ impl<'a> Record<'a> {
             class: class::SYSLOG,
             flaws: 0,
             json: false,
+            clean_json: (0, 0),
             fields: Fields::default(),
         }
     }

@@ -130,4 +130,60 @@ proptest! {
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         prop_assert!(v["msg"].as_object().is_some_and(|m| m.values().all(|x| x.is_string())));
     }
+
+    #[test]
+    fn json_values_come_out_exactly_as_sent_with_or_without_the_clean_fast_path(
+        values in prop::collection::vec(any::<String>(), 1..8),
+        pretty in any::<bool>(),
+    ) {
+        let obj: serde_json::Map<String, serde_json::Value> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("k{i}"), serde_json::Value::String(v.clone())))
+            .collect();
+        let obj = serde_json::Value::Object(obj);
+        let text = if pretty { serde_json::to_string_pretty(&obj) } else { serde_json::to_string(&obj) }.unwrap();
+        let raw = format!("<14>1 - h app - - - {text}");
+        let bump = Bump::new();
+        let raw = bump.alloc_slice_copy(raw.as_bytes());
+        let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
+        Parser::with_offset(0).parse(&bump, &mut rec);
+        prop_assert!(rec.json);
+        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let mut fast = Vec::new();
+        write_record(&mut fast, &rec, &names);
+        rec.clean_json = (0, 0);
+        let mut slow = Vec::new();
+        write_record(&mut slow, &rec, &names);
+        prop_assert_eq!(&fast, &slow);
+        let v: serde_json::Value = serde_json::from_slice(&fast).expect("valid JSON");
+        for (i, want) in values.iter().enumerate() {
+            prop_assert_eq!(v["msg"][format!("k{i}")].as_str(), Some(want.as_str()));
+        }
+    }
+
+    #[test]
+    fn json_strings_with_any_bytes_encode_the_same_on_both_paths(
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>().prop_filter("no quote or backslash", |b| *b != b'"' && *b != b'\\'), 0..60),
+            // Mostly valid UTF-8, control characters included, unescaped.
+            "[^\"\\\\]{0,40}".prop_map(String::into_bytes),
+        ],
+    ) {
+        let mut raw = b"{\"a\":\"".to_vec();
+        raw.extend_from_slice(&body);
+        raw.extend_from_slice(b"\"}");
+        let bump = Bump::new();
+        let raw = bump.alloc_slice_copy(&raw);
+        let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
+        Parser::with_offset(0).parse(&bump, &mut rec);
+        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let mut fast = Vec::new();
+        write_record(&mut fast, &rec, &names);
+        rec.clean_json = (0, 0);
+        let mut slow = Vec::new();
+        write_record(&mut slow, &rec, &names);
+        prop_assert_eq!(&fast, &slow);
+        let _: serde_json::Value = serde_json::from_slice(&fast).expect("valid JSON");
+    }
 }

@@ -37,6 +37,9 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
 /// UTF-8 sequences become U+FFFD (one per bad byte, as `from_utf8_lossy`
 /// does for maximal subparts).
 pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
+    if s.len() < 8 && write_short_plain(out, s) {
+        return;
+    }
     let mut start = 0; // first byte not yet copied
     let mut i = 0;
     let n = s.len();
@@ -97,6 +100,41 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
     push_bytes(out, &s[start..]);
+}
+
+/// For `s` shorter than 8 bytes (small numbers, short names): when none of
+/// its bytes needs escaping, appends it with one word store and returns
+/// true; else appends nothing and returns false.
+#[inline]
+fn write_short_plain(out: &mut Vec<u8>, s: &[u8]) -> bool {
+    let n = s.len();
+    let w = match n {
+        0 => return true,
+        1..=3 => {
+            (s[0] as u64)
+                | ((s[n / 2] as u64) << (8 * (n / 2)))
+                | ((s[n - 1] as u64) << (8 * (n - 1)))
+        }
+        _ => {
+            let a = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64;
+            let b = u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]]) as u64;
+            a | (b << (8 * (n - 4)))
+        }
+    };
+    // The bytes above `n` are zero, which `attention` flags; flags only
+    // propagate upwards, so the bytes below `n` are judged exactly.
+    if attention(w) & (u64::MAX >> (64 - 8 * n)) != 0 {
+        return false;
+    }
+    out.reserve(8);
+    let len = out.len();
+    // SAFETY: `reserve(8)` made room for 8 more bytes after `len`; the
+    // first `n` written are `s`, and only they are counted as initialised.
+    unsafe {
+        std::ptr::write_unaligned(out.as_mut_ptr().add(len) as *mut u64, w.to_le());
+        out.set_len(len + n);
+    }
+    true
 }
 
 /// Appends `src`; short slices are copied inline (two overlapping word
@@ -304,7 +342,11 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
         out.push(b'"');
         push_bytes(out, f.key);
         out.extend_from_slice(b"\":\"");
-        write_json_str_body(out, f.value);
+        if rec.is_clean(f.value) {
+            push_bytes(out, f.value);
+        } else {
+            write_json_str_body(out, f.value);
+        }
         out.push(b'"');
     }
     out.extend_from_slice(b"}}");
@@ -345,6 +387,36 @@ mod tests {
                 let part = &s[off..];
                 let got: String = serde_json::from_str(&esc(part)).unwrap();
                 assert_eq!(got, String::from_utf8_lossy(part), "offset {off} of {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_strings_are_escaped_whatever_byte_sits_where() {
+        let specials: [&[u8]; 8] = [
+            b"\"",
+            b"\\",
+            b"\x01",
+            b"\x1f",
+            b"\n",
+            b"\xff",
+            "\u{e9}".as_bytes(),
+            b"\x7f",
+        ];
+        for n in 0..8 {
+            let plain = &b"abcdefg"[..n];
+            assert_eq!(
+                esc(plain),
+                format!("\"{}\"", String::from_utf8_lossy(plain))
+            );
+            for pos in 0..n {
+                for sp in specials {
+                    let mut v = plain[..pos].to_vec();
+                    v.extend_from_slice(sp);
+                    v.extend_from_slice(&plain[pos + 1..]);
+                    let got: String = serde_json::from_str(&esc(&v)).unwrap();
+                    assert_eq!(got, String::from_utf8_lossy(&v), "{v:?}");
+                }
             }
         }
     }

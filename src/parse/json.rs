@@ -42,9 +42,22 @@ impl JsonParser {
     /// Parses a JSON object and appends its fields. Returns false (adding
     /// nothing) when `text` is not a valid JSON object.
     pub fn parse_into<'a>(&mut self, bump: &'a Bump, text: &[u8], fields: &mut Fields<'a>) -> bool {
+        self.parse_object(bump, text, fields).is_some()
+    }
+
+    /// [`JsonParser::parse_into`], returning where the arena copy of `text`
+    /// that string values borrow from lies (start and end address; None
+    /// when `text` is not an object).
+    pub fn parse_object<'a>(
+        &mut self,
+        bump: &'a Bump,
+        text: &[u8],
+        fields: &mut Fields<'a>,
+    ) -> Option<(usize, usize)> {
         let len = text.len();
         let buf = bump.alloc_slice_fill_copy(len + INPUT_PADDING, 0u8);
         buf[..len].copy_from_slice(text);
+        let start = buf.as_ptr() as usize;
         let mut tape: Tape<'a> = Tape(std::mem::take(&mut self.tape)).reset();
         let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
             Ok(()) => match tape.0.first() {
@@ -58,7 +71,7 @@ impl JsonParser {
             Err(_) => false,
         };
         self.tape = tape.reset().0;
-        ok
+        ok.then_some((start, start + len))
     }
 
     /// Walks the object at `nodes[0]`; returns how many nodes it spans.
@@ -112,6 +125,15 @@ impl JsonParser {
         }
         count + 1
     }
+}
+
+/// True when the JSON object `text` (already accepted by simd-json) holds
+/// no backslash. Then every string in it is its own bytes between the
+/// quotes: valid UTF-8 and free of control bytes (simd-json refuses both
+/// otherwise, as RFC 8259 requires; a parse test pins that) and of `"` and
+/// `\\`, so there is nothing JSON output must escape.
+pub fn needs_no_escaping(text: &[u8]) -> bool {
+    memchr::memchr(b'\\', text).is_none()
 }
 
 fn static_text<'a>(bump: &'a Bump, s: &StaticNode) -> &'a [u8] {

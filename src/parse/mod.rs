@@ -55,6 +55,7 @@ impl Parser {
     pub fn parse<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         let raw = rec.raw;
         rec.fields = Fields::with_capacity(bump, 0);
+        rec.clean_json = (0, 0);
         match parse_pri(raw) {
             Some((pri, n)) => {
                 rec.pri = pri;
@@ -90,8 +91,11 @@ impl Parser {
         }
         let trimmed = trim_ascii(msg);
         if trimmed.first() == Some(&b'{') && trimmed.last() == Some(&b'}') {
-            if self.json.parse_into(bump, trimmed, &mut rec.fields) {
+            if let Some(range) = self.json.parse_object(bump, trimmed, &mut rec.fields) {
                 rec.json = true;
+                if json::needs_no_escaping(trimmed) {
+                    rec.clean_json = range;
+                }
                 return;
             }
             rec.flaws |= flaw::BAD_JSON;

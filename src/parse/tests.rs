@@ -183,6 +183,34 @@ fn keys_that_collide_once_normalised_are_told_apart() {
 }
 
 #[test]
+fn json_without_backslashes_or_control_bytes_is_marked_clean() {
+    let bump = Bump::new();
+    let r = parse(
+        &bump,
+        br#"<14>1 - h a - - - {"user":"alice","n":3,"path":"C:/x","a":[1]}"#,
+    );
+    assert!(r.is_clean(r.fields.get(b"user").unwrap()));
+    assert!(r.is_clean(r.fields.get(b"path").unwrap()));
+    // Numbers and arrays are rendered into the arena, outside the object.
+    assert!(!r.is_clean(r.fields.get(b"n").unwrap()));
+    assert!(!r.is_clean(r.fields.get(b"a").unwrap()));
+    assert!(!r.is_clean(r.msg));
+    let r = parse(&bump, br#"<14>1 - h a - - - {"user":"CORP\\alice"}"#);
+    assert!(r.json);
+    assert_eq!(r.clean_json, (0, 0));
+    // Whitespace between tokens is fine; raw control bytes inside strings
+    // are not JSON, and the clean mark relies on simd-json refusing them.
+    let r = parse(&bump, b"<14>1 - h a - - - {\"user\":\n\t\"alice\"}");
+    assert!(r.is_clean(r.fields.get(b"user").unwrap()));
+    for c in (0u8..0x20).chain([0x7f]) {
+        let doc = [&b"<14>1 - h a - - - {\"u\":\"a"[..], &[c], b"\"}"].concat();
+        let r = parse(&bump, bump.alloc_slice_copy(&doc));
+        assert_eq!(r.json, c == 0x7f, "byte {c:#x}");
+        assert_eq!(r.clean_json != (0, 0), c == 0x7f, "byte {c:#x}");
+    }
+}
+
+#[test]
 fn rfc5424_truncated_header_is_flagged_not_dropped() {
     let bump = Bump::new();
     let r = parse(&bump, b"<13>1 2026-01-01T00:00:00Z host");
