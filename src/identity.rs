@@ -81,7 +81,10 @@ impl Identity {
     pub fn new(cfg: &IdentityConfig) -> Identity {
         let max = cfg.max_entries.max(1);
         Identity {
-            map: HashMap::with_capacity_and_hasher(max.min(1 << 16), ahash::RandomState::new()),
+            // Grown as entries arrive, not sized for `max` up front: a
+            // table much larger than its entries scatters them over more
+            // cache lines than they need, and each logon's probe misses.
+            map: HashMap::with_capacity_and_hasher(max.min(1024), ahash::RandomState::new()),
             order: VecDeque::with_capacity(max.min(1 << 16)),
             seq: 0,
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,

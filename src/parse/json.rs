@@ -62,7 +62,9 @@ impl JsonParser {
         let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
             Ok(()) => match tape.0.first() {
                 Some(Node::Object { len, .. }) => {
-                    fields.reserve(bump, *len);
+                    // Headroom for the fields later stages add (enrich
+                    // rules, `src_user`), so they do not regrow the list.
+                    fields.reserve(bump, *len + 4);
                     self.flatten(bump, &tape.0, b"", 0, fields);
                     true
                 }
