@@ -10,10 +10,12 @@
 //! so no lock is taken per record; its size is published through an atomic
 //! for metrics. Entries live `ttl` after their last logon (an expired
 //! entry is never used, and is removed at the next logon); at
-//! `max_entries` the least recently seen is evicted. Entries hold the name
-//! inline, so a logon does not allocate once the table has reached its
-//! size, and a record whose `src_ip` is not in the table costs one field
-//! lookup and one address parse (nothing while the table is empty).
+//! `max_entries` the least recently seen is evicted. Entries are 24 bytes:
+//! the name is an index into a table of distinct names (counted, freed
+//! with its last holder), so the address table stays small enough to stay
+//! in cache and a logon allocates only for a name not yet held by anyone.
+//! A record whose `src_ip` is not in the table costs one field lookup and
+//! one address parse (nothing while the table is empty).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -30,12 +32,64 @@ use crate::record::{Record, class};
 const MAX_NAME: usize = 128;
 
 struct Entry {
-    name: [u8; MAX_NAME],
-    len: u8,
+    /// Index into [`NameTable`].
+    name: u32,
     /// Last logon, ns since the epoch (record receive time).
     seen_ns: i64,
     /// Insertion sequence, to match eviction-queue slots.
     seq: u64,
+}
+
+/// Distinct `DOMAIN\user` names, each counted by the entries holding it.
+/// Few users hold many addresses, so this stays small; it never holds
+/// more names than the address table holds entries.
+#[derive(Default)]
+struct NameTable {
+    ids: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// By id: the name and how many entries hold it (0 = free slot).
+    slots: Vec<(Box<[u8]>, u32)>,
+    free: Vec<u32>,
+}
+
+impl NameTable {
+    /// The id of `name`, added (unheld) if new.
+    fn id(&mut self, name: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let boxed: Box<[u8]> = name.into();
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = (boxed.clone(), 0);
+                id
+            }
+            None => {
+                self.slots.push((boxed.clone(), 0));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.ids.insert(boxed, id);
+        id
+    }
+
+    fn hold(&mut self, id: u32) {
+        self.slots[id as usize].1 += 1;
+    }
+
+    /// Drops one hold; the name goes with its last holder.
+    fn release(&mut self, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        slot.1 = slot.1.saturating_sub(1);
+        if slot.1 == 0 {
+            let name = std::mem::take(&mut slot.0);
+            self.ids.remove(&name);
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: u32) -> &[u8] {
+        &self.slots[id as usize].0
+    }
 }
 
 /// Counters the metrics endpoint reads.
@@ -67,6 +121,7 @@ pub struct Identity {
     /// aHash: fast, and keyed per process so that senders cannot pick
     /// colliding addresses.
     map: HashMap<IpAddr, Entry, ahash::RandomState>,
+    names: NameTable,
     /// (address, seq) in the order logons were learned: the front is the
     /// least recently seen. Slots whose seq is no longer the entry's are
     /// stale (the address logged on again) and are skipped.
@@ -85,6 +140,7 @@ impl Identity {
             // table much larger than its entries scatters them over more
             // cache lines than they need, and each logon's probe misses.
             map: HashMap::with_capacity_and_hasher(max.min(1024), ahash::RandomState::new()),
+            names: NameTable::default(),
             order: VecDeque::with_capacity(max.min(1 << 16)),
             seq: 0,
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
@@ -148,29 +204,32 @@ impl Identity {
             put(b"\\");
         }
         put(user);
-        self.insert(ip, name, n as u8, rec.received.unix_ns);
+        self.insert(ip, &name[..n], rec.received.unix_ns);
     }
 
-    fn insert(&mut self, ip: IpAddr, name: [u8; MAX_NAME], len: u8, now: i64) {
+    fn insert(&mut self, ip: IpAddr, name: &[u8], now: i64) {
         // The common case: the same user logging on again from the same
         // address. Refresh in place; requeue only entries that have grown
         // old in the eviction order.
         // One hash probe for the lookup and the insert.
         let requeue_after = (self.max as u64 / 2).max(1);
+        let id = self.names.id(name);
         let fresh = match self.map.entry(ip) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 let e = o.get_mut();
-                if e.len == len && e.name[..len as usize] == name[..len as usize] {
+                if e.name == id {
                     e.seen_ns = now;
                     self.stats.learned.fetch_add(1, Ordering::Relaxed);
                     if self.seq - e.seq < requeue_after {
                         return;
                     }
+                } else {
+                    self.names.hold(id);
+                    self.names.release(e.name);
                 }
                 self.seq += 1;
                 *e = Entry {
-                    name,
-                    len,
+                    name: id,
                     seen_ns: now,
                     seq: self.seq,
                 };
@@ -178,9 +237,9 @@ impl Identity {
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.seq += 1;
+                self.names.hold(id);
                 v.insert(Entry {
-                    name,
-                    len,
+                    name: id,
                     seen_ns: now,
                     seq: self.seq,
                 });
@@ -218,7 +277,9 @@ impl Identity {
                     if e.seen_ns >= cutoff {
                         return;
                     }
+                    let name = e.name;
                     self.map.remove(&ip);
+                    self.names.release(name);
                     self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
@@ -229,8 +290,10 @@ impl Identity {
 
     fn evict_oldest(&mut self) {
         while let Some((ip, s)) = self.order.pop_front() {
-            if self.map.get(&ip).is_some_and(|e| e.seq == s) {
+            if let Some(e) = self.map.get(&ip).filter(|e| e.seq == s) {
+                let name = e.name;
                 self.map.remove(&ip);
+                self.names.release(name);
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -243,7 +306,7 @@ impl Identity {
         if now_ns.saturating_sub(e.seen_ns) > self.ttl_ns {
             return None;
         }
-        Some(&e.name[..e.len as usize])
+        Some(self.names.get(e.name))
     }
 
     /// Adds `src_user` when `rec`'s `src_ip` is known.
@@ -428,6 +491,46 @@ mod tests {
         assert!(id.lookup("10.0.0.2".parse().unwrap(), 60).is_none());
         assert!(id.lookup("10.0.0.1".parse().unwrap(), 60).is_some());
         assert!(id.lookup("10.0.0.3".parse().unwrap(), 60).is_some());
+    }
+
+    #[test]
+    fn names_are_shared_and_go_with_their_last_holder() {
+        let bump = Bump::new();
+        let mut id = Identity::new(&cfg(4));
+        let logon = |ip: String, user: &'static str| {
+            let ip: &'static str = Box::leak(ip.into_boxed_str());
+            vec![
+                ("eventid", "4624"),
+                ("targetusername", user),
+                ("ipaddress", ip),
+            ]
+        };
+        for i in 0..4 {
+            id.learn(&rec(&bump, i, &logon(format!("10.0.0.{i}"), "alice")));
+        }
+        assert_eq!(id.names.ids.len(), 1);
+        // bob takes over one address, then every address, one at a time.
+        id.learn(&rec(&bump, 10, &logon("10.0.0.0".into(), "bob")));
+        assert_eq!(id.names.ids.len(), 2);
+        for i in 1..4 {
+            id.learn(&rec(&bump, 10 + i, &logon(format!("10.0.0.{i}"), "bob")));
+        }
+        assert_eq!(id.names.ids.len(), 1, "alice held nothing any more");
+        // Churn through many users and addresses: never more names than entries.
+        let users = ["u1", "u2", "u3", "u4", "u5", "u6", "u7"];
+        for i in 0..200 {
+            id.learn(&rec(
+                &bump,
+                100 + i,
+                &logon(format!("10.1.0.{}", i % 9), users[i as usize % 7]),
+            ));
+            assert!(id.names.ids.len() <= id.len());
+        }
+        for ip in 0..9 {
+            if let Some(n) = id.lookup(format!("10.1.0.{ip}").parse().unwrap(), 300) {
+                assert!(users.iter().any(|u| u.as_bytes() == n));
+            }
+        }
     }
 
     #[test]
