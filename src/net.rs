@@ -1,6 +1,6 @@
 //! Address helpers: CIDR sets and IPv4-mapped IPv6 normalisation.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a
 /// block of one.
@@ -69,8 +69,57 @@ pub fn normalize(ip: IpAddr) -> IpAddr {
 
 /// Parses an address from field text, normalising IPv4-mapped forms.
 pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
+    if let Some(v4) = fast_ipv4(text) {
+        return Some(IpAddr::V4(v4));
+    }
     let s = std::str::from_utf8(text).ok()?.trim();
     s.parse::<IpAddr>().ok().map(normalize)
+}
+
+/// Parses an address as `std` does ([`str::parse`]) with a fast path for
+/// plain dotted IPv4, the common case on the per-record path.
+pub fn parse_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    fast_ipv4(text).or_else(|| std::str::from_utf8(text).ok()?.parse().ok())
+}
+
+/// Canonical dotted IPv4 (`a.b.c.d`, each 0-255 without leading zeros),
+/// or None for anything else, which the caller then leaves to `std`'s
+/// parser: whatever this accepts, `std` accepts with the same value.
+#[inline]
+fn fast_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&text.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut part = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 1 && value == 0 {
+                    return None; // leading zero
+                }
+                value = value * 10 + (b - b'0') as u32;
+                digits += 1;
+                if value > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && part < 3 => {
+                octets[part] = value as u8;
+                part += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return None,
+        }
+    }
+    if part != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// A list of blocks; empty contains nothing.
@@ -95,6 +144,42 @@ impl CidrSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_ipv4_agrees_with_std() {
+        for s in [
+            "0.0.0.0",
+            "10.1.151.142",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4 ",
+            "a.b.c.d",
+            "1.2.3.00",
+            "100.200.250.199",
+            "1.2.3.0400",
+        ] {
+            let std: Option<Ipv4Addr> = s.parse().ok();
+            if let Some(fast) = fast_ipv4(s.as_bytes()) {
+                assert_eq!(Some(fast), std, "{s}");
+            }
+            assert_eq!(parse_ipv4(s.as_bytes()), std, "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_ipv4_never_disagrees(s in "[0-9.]{0,16}") {
+            if let Some(fast) = fast_ipv4(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(fast), s.parse::<Ipv4Addr>().ok());
+            }
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

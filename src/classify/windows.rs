@@ -271,10 +271,7 @@ fn plain_ipv4(v: &[u8]) -> Option<&[u8]> {
     } else {
         v
     };
-    std::str::from_utf8(tail)
-        .ok()?
-        .parse::<std::net::Ipv4Addr>()
-        .ok()?;
+    crate::net::parse_ipv4(tail)?;
     Some(tail)
 }
 
