@@ -71,6 +71,14 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The one field the template is made of (`"{field}"`), if that is all.
+    fn single_field(&self) -> Option<&FieldRef> {
+        match self.parts.as_slice() {
+            [Part::Field(f)] => Some(f),
+            _ => None,
+        }
+    }
+
     /// The value when the template has no `{field}`.
     pub fn fixed(&self) -> Option<Vec<u8>> {
         let mut v = Vec::new();
@@ -206,6 +214,13 @@ impl Enricher {
                     rec.fields.set(bump, f.key, v);
                     continue;
                 }
+                // `"{field}"` alone: the record's own bytes, not a copy.
+                if let Some(v) = f.template.single_field().and_then(|r| r.borrow(rec)) {
+                    if let Some(v) = v {
+                        rec.fields.set(bump, f.key, v);
+                    }
+                    continue;
+                }
                 self.scratch.clear();
                 if f.template.render(rec, &self.names, &mut self.scratch) {
                     let v = bump.alloc_slice_copy(&self.scratch);
@@ -231,6 +246,53 @@ mod tests {
         assert!(Template::parse("{unclosed").is_err());
         assert!(Template::parse("lone } brace").is_err());
         assert!(Template::parse("{Bad Name}").is_err());
+    }
+
+    #[test]
+    fn single_field_templates_borrow_with_the_same_meaning() {
+        use crate::record::{Fields, UNSPECIFIED};
+        use crate::time::Timestamp;
+        let set = [
+            ("h", "{meta.host}"),
+            ("a", "{meta.app}"),
+            ("u", "{user}"),
+            ("e", "{empty}"),
+            ("m", "{missing}"),
+            ("c", "{meta.class}"),
+            ("x", "<{user}>"),
+        ];
+        let cfg = EnrichConfig {
+            name: None,
+            matches: Default::default(),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let names = Names {
+            inputs: vec!["tcp".into()],
+            classes: crate::classify::class_names(&[]),
+        };
+        let mut e = Enricher::new(&[cfg], &names, None).unwrap();
+        let bump = Bump::new();
+        let mut r = Record::new(b"", Timestamp::from_unix_ns(0), UNSPECIFIED, 0);
+        r.host = b"dc01";
+        r.fields = Fields::with_capacity(&bump, 4);
+        r.fields.push(&bump, b"user", b"alice");
+        r.fields.push(&bump, b"empty", b"");
+        e.apply(&bump, &mut r);
+        let f = &r.fields;
+        assert_eq!(f.get(b"h"), Some(&b"dc01"[..]));
+        assert_eq!(f.get(b"a"), None, "an empty header field is missing");
+        assert_eq!(f.get(b"u"), Some(&b"alice"[..]));
+        assert_eq!(
+            f.get(b"e"),
+            Some(&b""[..]),
+            "an empty message field is a value"
+        );
+        assert_eq!(f.get(b"m"), None);
+        assert!(f.get(b"c").is_some());
+        assert_eq!(f.get(b"x"), Some(&b"<alice>"[..]));
     }
 
     #[test]

@@ -68,6 +68,22 @@ impl FieldRef {
     }
 
     /// Appends the field's text to `out`; false when the record lacks it.
+    /// The value as a slice of the record itself, when it is one (message
+    /// fields and the header's text fields): `Some(None)` when such a field
+    /// is missing (as [`FieldRef::write_value`] would say), `None` when the
+    /// value has to be rendered.
+    pub fn borrow<'a>(&self, rec: &Record<'a>) -> Option<Option<&'a [u8]>> {
+        let v = match self {
+            FieldRef::Msg(k) => return Some(rec.fields.get(k)),
+            FieldRef::Meta(Meta::Host) => rec.host,
+            FieldRef::Meta(Meta::App) => rec.app,
+            FieldRef::Meta(Meta::Procid) => rec.procid,
+            FieldRef::Meta(Meta::Msgid) => rec.msgid,
+            FieldRef::Meta(_) => return None,
+        };
+        Some((!v.is_empty()).then_some(v))
+    }
+
     pub fn write_value(&self, rec: &Record<'_>, names: &Names, out: &mut Vec<u8>) -> bool {
         let v: &[u8] = match self {
             FieldRef::Msg(k) => match rec.fields.get(k) {
