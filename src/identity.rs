@@ -13,7 +13,8 @@
 //! `max_entries` the least recently seen is evicted. Entries are 24 bytes:
 //! the name is an index into a table of distinct names (counted, freed
 //! with its last holder), so the address table stays small enough to stay
-//! in cache and a logon allocates only for a name not yet held by anyone.
+//! in cache. Both tables start with room for 1024 entries (or
+//! `max_entries`, if fewer) and allocate only when they outgrow it.
 //! A record whose `src_ip` is not in the table costs one field lookup and
 //! one address parse (nothing while the table is empty).
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bumpalo::Bump;
+use hashbrown::HashTable;
 
 use crate::config::IdentityConfig;
 use crate::net::parse_ip;
@@ -42,53 +44,94 @@ struct Entry {
 
 /// Distinct `DOMAIN\user` names, each counted by the entries holding it.
 /// Few users hold many addresses, so this stays small; it never holds
-/// more names than the address table holds entries.
-#[derive(Default)]
+/// more names than the address table holds entries. Names are stored
+/// inline in preallocated slots, so learning a new user allocates nothing
+/// until the table outgrows its first capacity (as the address table).
 struct NameTable {
-    ids: HashMap<Box<[u8]>, u32, ahash::RandomState>,
-    /// By id: the name and how many entries hold it (0 = free slot).
-    slots: Vec<(Box<[u8]>, u32)>,
+    /// Ids, found by the hash of their slot's name.
+    ids: HashTable<u32>,
+    hasher: ahash::RandomState,
+    /// By id; `refs` 0 = a free slot.
+    slots: Vec<NameSlot>,
     free: Vec<u32>,
 }
 
+struct NameSlot {
+    name: [u8; MAX_NAME],
+    len: u8,
+    /// How many entries hold this name.
+    refs: u32,
+}
+
+impl NameSlot {
+    fn name(&self) -> &[u8] {
+        &self.name[..self.len as usize]
+    }
+}
+
 impl NameTable {
-    /// The id of `name`, added (unheld) if new.
+    fn with_capacity(n: usize) -> NameTable {
+        NameTable {
+            ids: HashTable::with_capacity(n),
+            hasher: ahash::RandomState::new(),
+            slots: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+        }
+    }
+
+    /// The id of `name` (at most [`MAX_NAME`] bytes), added (unheld) if new.
     fn id(&mut self, name: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+        let hash = self.hasher.hash_one(name);
+        let slots = &self.slots;
+        if let Some(&id) = self.ids.find(hash, |&id| slots[id as usize].name() == name) {
             return id;
         }
-        let boxed: Box<[u8]> = name.into();
+        let mut slot = NameSlot {
+            name: [0; MAX_NAME],
+            len: name.len() as u8,
+            refs: 0,
+        };
+        slot.name[..name.len()].copy_from_slice(name);
         let id = match self.free.pop() {
             Some(id) => {
-                self.slots[id as usize] = (boxed.clone(), 0);
+                self.slots[id as usize] = slot;
                 id
             }
             None => {
-                self.slots.push((boxed.clone(), 0));
+                self.slots.push(slot);
                 (self.slots.len() - 1) as u32
             }
         };
-        self.ids.insert(boxed, id);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.ids
+            .insert_unique(hash, id, |&id| hasher.hash_one(slots[id as usize].name()));
         id
     }
 
     fn hold(&mut self, id: u32) {
-        self.slots[id as usize].1 += 1;
+        self.slots[id as usize].refs += 1;
     }
 
     /// Drops one hold; the name goes with its last holder.
     fn release(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];
-        slot.1 = slot.1.saturating_sub(1);
-        if slot.1 == 0 {
-            let name = std::mem::take(&mut slot.0);
-            self.ids.remove(&name);
+        slot.refs = slot.refs.saturating_sub(1);
+        if slot.refs == 0 {
+            let hash = self.hasher.hash_one(slot.name());
+            if let Ok(e) = self.ids.find_entry(hash, |&i| i == id) {
+                e.remove();
+            }
             self.free.push(id);
         }
     }
 
     fn get(&self, id: u32) -> &[u8] {
-        &self.slots[id as usize].0
+        self.slots[id as usize].name()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 
@@ -140,7 +183,7 @@ impl Identity {
             // table much larger than its entries scatters them over more
             // cache lines than they need, and each logon's probe misses.
             map: HashMap::with_capacity_and_hasher(max.min(1024), ahash::RandomState::new()),
-            names: NameTable::default(),
+            names: NameTable::with_capacity(max.min(1024)),
             order: VecDeque::with_capacity(max.min(1 << 16)),
             seq: 0,
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
@@ -508,14 +551,14 @@ mod tests {
         for i in 0..4 {
             id.learn(&rec(&bump, i, &logon(format!("10.0.0.{i}"), "alice")));
         }
-        assert_eq!(id.names.ids.len(), 1);
+        assert_eq!(id.names.len(), 1);
         // bob takes over one address, then every address, one at a time.
         id.learn(&rec(&bump, 10, &logon("10.0.0.0".into(), "bob")));
-        assert_eq!(id.names.ids.len(), 2);
+        assert_eq!(id.names.len(), 2);
         for i in 1..4 {
             id.learn(&rec(&bump, 10 + i, &logon(format!("10.0.0.{i}"), "bob")));
         }
-        assert_eq!(id.names.ids.len(), 1, "alice held nothing any more");
+        assert_eq!(id.names.len(), 1, "alice held nothing any more");
         // Churn through many users and addresses: never more names than entries.
         let users = ["u1", "u2", "u3", "u4", "u5", "u6", "u7"];
         for i in 0..200 {
@@ -524,7 +567,7 @@ mod tests {
                 100 + i,
                 &logon(format!("10.1.0.{}", i % 9), users[i as usize % 7]),
             ));
-            assert!(id.names.ids.len() <= id.len());
+            assert!(id.names.len() <= id.len());
         }
         for ip in 0..9 {
             if let Some(n) = id.lookup(format!("10.1.0.{ip}").parse().unwrap(), 300) {
