@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
 use crate::metrics::{StageMetrics, record as record_latency};
-use crate::record::Record;
+use crate::record::{PREFETCH_AHEAD, Record};
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
@@ -115,8 +115,12 @@ pub fn spawn<W: StageWork>(
 /// Applies a stage's work to every record of a batch.
 pub fn process<W: StageWork + ?Sized>(work: &mut W, batch: &mut Batch) {
     batch.with_dependent_mut(|owner, recs| {
-        for r in recs.list.iter_mut() {
-            work.apply(&owner.bump, r);
+        let list = &mut recs.list;
+        for i in 0..list.len() {
+            if let Some(next) = list.get(i + PREFETCH_AHEAD) {
+                next.prefetch();
+            }
+            work.apply(&owner.bump, &mut list[i]);
         }
     });
 }

@@ -461,7 +461,10 @@ fn encode_loop(
         let names = names.load();
         let mut n = 0u64;
         job.batch.records(|recs| {
-            for r in recs.iter() {
+            for (i, r) in recs.iter().enumerate() {
+                if let Some(next) = recs.get(i + crate::record::PREFETCH_AHEAD) {
+                    next.prefetch();
+                }
                 if matcher.matches(r) {
                     encoder.encode(r, &names, &mut job.buf);
                     job.ends.push(job.buf.len());
