@@ -215,11 +215,13 @@ impl Enricher {
                     continue;
                 }
                 // `"{field}"` alone: the record's own bytes, not a copy.
-                if let Some(v) = f.template.single_field().and_then(|r| r.borrow(rec)) {
-                    if let Some(v) = v {
+                match f.template.single_field().and_then(|r| r.borrow(rec)) {
+                    Some(Some(v)) => {
                         rec.fields.set(bump, f.key, v);
+                        continue;
                     }
-                    continue;
+                    Some(None) => continue,
+                    None => {}
                 }
                 self.scratch.clear();
                 if f.template.render(rec, &self.names, &mut self.scratch) {

@@ -67,11 +67,10 @@ impl FieldRef {
         }
     }
 
-    /// Appends the field's text to `out`; false when the record lacks it.
     /// The value as a slice of the record itself, when it is one (message
     /// fields and the header's text fields): `Some(None)` when such a field
-    /// is missing (as [`FieldRef::write_value`] would say), `None` when the
-    /// value has to be rendered.
+    /// is missing (an empty header field counts as missing), `None` when
+    /// the value has to be rendered ([`FieldRef::write_value`]).
     pub fn borrow<'a>(&self, rec: &Record<'a>) -> Option<Option<&'a [u8]>> {
         let v = match self {
             FieldRef::Msg(k) => return Some(rec.fields.get(k)),
@@ -84,29 +83,32 @@ impl FieldRef {
         Some((!v.is_empty()).then_some(v))
     }
 
+    /// Appends the field's text to `out`; false when the record lacks it.
     pub fn write_value(&self, rec: &Record<'_>, names: &Names, out: &mut Vec<u8>) -> bool {
-        let v: &[u8] = match self {
-            FieldRef::Msg(k) => match rec.fields.get(k) {
-                Some(v) => v,
-                None => return false,
-            },
-            FieldRef::Meta(m) => match m {
-                Meta::Class => names.class(rec.class).as_bytes(),
-                Meta::Input => names.input(rec.input).as_bytes(),
-                Meta::Host => rec.host,
-                Meta::App => rec.app,
-                Meta::Procid => rec.procid,
-                Meta::Msgid => rec.msgid,
-                Meta::Facility => FACILITY_NAMES
+        let v: &[u8] = match self.borrow(rec) {
+            Some(Some(v)) => v,
+            Some(None) => return false,
+            None => match self {
+                FieldRef::Meta(Meta::Class) => names.class(rec.class).as_bytes(),
+                FieldRef::Meta(Meta::Input) => names.input(rec.input).as_bytes(),
+                FieldRef::Meta(Meta::Facility) => FACILITY_NAMES
                     .get(rec.facility() as usize)
                     .map_or(&b""[..], |s| s.as_bytes()),
-                Meta::Severity => SEVERITY_NAMES[rec.severity() as usize].as_bytes(),
-                Meta::SrcIp => {
+                FieldRef::Meta(Meta::Severity) => {
+                    SEVERITY_NAMES[rec.severity() as usize].as_bytes()
+                }
+                FieldRef::Meta(Meta::SrcIp) => {
                     write_ip(out, rec.src.ip());
                     return true;
                 }
+                // Borrowed above.
+                FieldRef::Msg(_)
+                | FieldRef::Meta(Meta::Host | Meta::App | Meta::Procid | Meta::Msgid) => {
+                    return false;
+                }
             },
         };
+        // A rendered header field with no text is missing, as a borrowed one.
         if v.is_empty() && !matches!(self, FieldRef::Msg(_)) {
             return false;
         }
