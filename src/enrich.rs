@@ -204,6 +204,14 @@ impl Enricher {
     }
 
     /// Enriches one record.
+    /// Starts loading the identity table slot `rec` will probe (see
+    /// [`crate::stage::StageWork::prefetch`]).
+    pub fn prefetch(&self, rec: &Record<'_>) {
+        if let Some(id) = &self.identity {
+            id.prefetch(rec);
+        }
+    }
+
     pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         for r in &self.rules {
             if !r.matcher.matches(rec) {

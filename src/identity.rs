@@ -18,7 +18,7 @@
 //! A record whose `src_ip` is not in the table costs one field lookup and
 //! one address parse (nothing while the table is empty).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,20 +27,12 @@ use bumpalo::Bump;
 use hashbrown::HashTable;
 
 use crate::config::IdentityConfig;
+use crate::ip_table::{Entry, IpTable, key};
 use crate::net::parse_ip;
-use crate::record::{Record, class};
+use crate::record::{PREFETCH_AHEAD, Record, class};
 
 /// Longest `DOMAIN\user` kept.
 const MAX_NAME: usize = 128;
-
-struct Entry {
-    /// Index into [`NameTable`].
-    name: u32,
-    /// Last logon, ns since the epoch (record receive time).
-    seen_ns: i64,
-    /// Insertion sequence, to match eviction-queue slots.
-    seq: u64,
-}
 
 /// Distinct `DOMAIN\user` names, each counted by the entries holding it.
 /// Few users hold many addresses, so this stays small; it never holds
@@ -161,15 +153,17 @@ impl IdentityStats {
 }
 
 pub struct Identity {
-    /// aHash: fast, and keyed per process so that senders cannot pick
-    /// colliding addresses.
-    map: HashMap<IpAddr, Entry, ahash::RandomState>,
+    /// Address → entry (see [`crate::ip_table`]).
+    map: IpTable,
     names: NameTable,
     /// (address, seq) in the order logons were learned: the front is the
     /// least recently seen. Slots whose seq is no longer the entry's are
     /// stale (the address logged on again) and are skipped.
-    order: VecDeque<(IpAddr, u64)>,
-    seq: u64,
+    order: VecDeque<([u64; 2], u32)>,
+    /// Wrapping: entries and queue slots only compare it for equality
+    /// and by distance, and stale slots leave the queue long before it
+    /// wraps (it is compacted at twice `max` slots).
+    seq: u32,
     ttl_ns: i64,
     max: usize,
     pub stats: Arc<IdentityStats>,
@@ -182,7 +176,7 @@ impl Identity {
             // Grown as entries arrive, not sized for `max` up front: a
             // table much larger than its entries scatters them over more
             // cache lines than they need, and each logon's probe misses.
-            map: HashMap::with_capacity_and_hasher(max.min(1024), ahash::RandomState::new()),
+            map: IpTable::with_capacity(max.min(1024)),
             names: NameTable::with_capacity(max.min(1024)),
             order: VecDeque::with_capacity(max.min(1 << 16)),
             seq: 0,
@@ -254,23 +248,22 @@ impl Identity {
         // The common case: the same user logging on again from the same
         // address. Refresh in place; requeue only entries that have grown
         // old in the eviction order.
-        // One hash probe for the lookup and the insert.
-        let requeue_after = (self.max as u64 / 2).max(1);
+        let requeue_after = (self.max / 2).clamp(1, u32::MAX as usize / 2) as u32;
         let id = self.names.id(name);
-        let fresh = match self.map.entry(ip) {
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                let e = o.get_mut();
+        let k = key(ip);
+        let fresh = match self.map.get_mut(k) {
+            Some(e) => {
                 if e.name == id {
                     e.seen_ns = now;
                     self.stats.learned.fetch_add(1, Ordering::Relaxed);
-                    if self.seq - e.seq < requeue_after {
+                    if self.seq.wrapping_sub(e.seq) < requeue_after {
                         return;
                     }
                 } else {
                     self.names.hold(id);
                     self.names.release(e.name);
                 }
-                self.seq += 1;
+                self.seq = self.seq.wrapping_add(1);
                 *e = Entry {
                     name: id,
                     seen_ns: now,
@@ -278,19 +271,21 @@ impl Identity {
                 };
                 false
             }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                self.seq += 1;
+            None => {
+                self.seq = self.seq.wrapping_add(1);
                 self.names.hold(id);
-                v.insert(Entry {
-                    name: id,
-                    seen_ns: now,
-                    seq: self.seq,
-                });
+                self.map.insert(
+                    k,
+                    Entry {
+                        name: id,
+                        seen_ns: now,
+                        seq: self.seq,
+                    },
+                );
                 true
             }
         };
-        let seq = self.seq;
-        self.order.push_back((ip, seq));
+        self.order.push_back((k, self.seq));
         self.stats.learned.fetch_add(1, Ordering::Relaxed);
         self.expire(now);
         if fresh {
@@ -298,12 +293,17 @@ impl Identity {
                 self.evict_oldest();
             }
         }
+        // The queue's front is what the next logons look at (expiry,
+        // eviction): start loading the slot they will probe.
+        if let Some(&(k, _)) = self.order.get(PREFETCH_AHEAD) {
+            self.map.prefetch(k);
+        }
         // Keep the order queue from growing with repeated logons: drop the
         // stale slots, keeping the order (amortised O(1) per logon).
         if self.order.len() > self.max * 2 {
             let map = &self.map;
             self.order
-                .retain(|(ip, s)| map.get(ip).is_some_and(|e| e.seq == *s));
+                .retain(|&(k, s)| map.get(k).is_some_and(|e| e.seq == s));
         }
         self.stats
             .entries
@@ -314,14 +314,14 @@ impl Identity {
     /// from the front of the queue (the least recently seen).
     fn expire(&mut self, now: i64) {
         let cutoff = now.saturating_sub(self.ttl_ns);
-        while let Some(&(ip, s)) = self.order.front() {
-            match self.map.get(&ip) {
+        while let Some(&(k, s)) = self.order.front() {
+            match self.map.get(k) {
                 Some(e) if e.seq == s => {
                     if e.seen_ns >= cutoff {
                         return;
                     }
                     let name = e.name;
-                    self.map.remove(&ip);
+                    self.map.remove(k);
                     self.names.release(name);
                     self.stats.expired.fetch_add(1, Ordering::Relaxed);
                 }
@@ -331,21 +331,33 @@ impl Identity {
         }
     }
 
+    /// Evicts the least recently seen entry.
     fn evict_oldest(&mut self) {
-        while let Some((ip, s)) = self.order.pop_front() {
-            if let Some(e) = self.map.get(&ip).filter(|e| e.seq == s) {
-                let name = e.name;
-                self.map.remove(&ip);
-                self.names.release(name);
+        while let Some((k, s)) = self.order.pop_front() {
+            if self.map.get(k).is_some_and(|e| e.seq == s) {
+                if let Some(e) = self.map.remove(k) {
+                    self.names.release(e.name);
+                }
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
     }
 
+    /// Starts loading the table slot that learning from `rec` (a few
+    /// records from now) will probe. A hint: no effect on results.
+    pub fn prefetch(&self, rec: &Record<'_>) {
+        if rec.class != class::WINDOWS || self.max == 0 {
+            return;
+        }
+        if let Some(ip) = rec.fields.get(b"ipaddress").and_then(parse_ip) {
+            self.map.prefetch(key(ip));
+        }
+    }
+
     /// Who held `ip` at `now_ns`, if known and not expired.
     pub fn lookup(&self, ip: IpAddr, now_ns: i64) -> Option<&[u8]> {
-        let e = self.map.get(&ip)?;
+        let e = self.map.get(key(ip))?;
         if now_ns.saturating_sub(e.seen_ns) > self.ttl_ns {
             return None;
         }

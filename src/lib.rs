@@ -21,6 +21,7 @@ pub mod forward;
 pub mod frame;
 pub mod harness;
 pub mod identity;
+pub mod ip_table;
 pub mod load;
 pub mod logging;
 pub mod matcher;

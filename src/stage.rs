@@ -21,7 +21,17 @@ use crate::metrics::Metrics;
 /// Per-record work of a stage.
 pub trait StageWork: Send + 'static {
     fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>);
+
+    /// Starts loading what `apply` will read of the stage's own state for
+    /// `rec`, which comes [`WORK_PREFETCH_AHEAD`] records later. A hint:
+    /// no effect on results.
+    fn prefetch(&self, _rec: &Record<'_>) {}
 }
+
+/// How many records ahead a stage prefetches its own state
+/// ([`StageWork::prefetch`]): nearer than [`PREFETCH_AHEAD`], so that the
+/// record's own fields, which it reads to know what to fetch, have arrived.
+pub const WORK_PREFETCH_AHEAD: usize = PREFETCH_AHEAD / 2;
 
 impl StageWork for crate::classify::Classifier {
     fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
@@ -32,6 +42,10 @@ impl StageWork for crate::classify::Classifier {
 impl StageWork for crate::enrich::Enricher {
     fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         crate::enrich::Enricher::apply(self, bump, rec)
+    }
+
+    fn prefetch(&self, rec: &Record<'_>) {
+        crate::enrich::Enricher::prefetch(self, rec)
     }
 }
 
@@ -119,6 +133,9 @@ pub fn process<W: StageWork + ?Sized>(work: &mut W, batch: &mut Batch) {
         for i in 0..list.len() {
             if let Some(next) = list.get(i + PREFETCH_AHEAD) {
                 next.prefetch();
+            }
+            if let Some(next) = list.get(i + WORK_PREFETCH_AHEAD) {
+                work.prefetch(next);
             }
             work.apply(&owner.bump, &mut list[i]);
         }
