@@ -18,6 +18,7 @@
 //! A record whose `src_ip` is not in the table costs one field lookup and
 //! one address parse (nothing while the table is empty).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -167,7 +168,15 @@ pub struct Identity {
     ttl_ns: i64,
     max: usize,
     pub stats: Arc<IdentityStats>,
+    /// Addresses [`Identity::prefetch`] parsed for the records just ahead:
+    /// (value text address, length, address).
+    ahead: [Cell<(usize, usize, Option<IpAddr>)>; AHEAD_SLOTS],
+    ahead_next: Cell<usize>,
 }
+
+/// How many prefetched addresses are kept for `learn` (more than the
+/// stage's prefetch distance).
+const AHEAD_SLOTS: usize = 4;
 
 impl Identity {
     pub fn new(cfg: &IdentityConfig) -> Identity {
@@ -183,6 +192,8 @@ impl Identity {
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
             max,
             stats: Arc::new(IdentityStats::default()),
+            ahead: [const { Cell::new((0, 0, None)) }; AHEAD_SLOTS],
+            ahead_next: Cell::new(0),
         }
     }
 
@@ -219,7 +230,7 @@ impl Identity {
         {
             return;
         }
-        let Some(ip) = f.get(b"ipaddress").and_then(parse_ip) else {
+        let Some(ip) = f.get(b"ipaddress").and_then(|v| self.parse_ahead(v)) else {
             return;
         };
         if ip.is_loopback() || ip.is_unspecified() {
@@ -345,14 +356,39 @@ impl Identity {
     }
 
     /// Starts loading the table slot that learning from `rec` (a few
-    /// records from now) will probe. A hint: no effect on results.
+    /// records from now) will probe. A hint: no effect on results. The
+    /// address it parses is kept for [`Identity::learn`].
     pub fn prefetch(&self, rec: &Record<'_>) {
-        if rec.class != class::WINDOWS || self.max == 0 {
+        if rec.class != class::WINDOWS {
             return;
         }
-        if let Some(ip) = rec.fields.get(b"ipaddress").and_then(parse_ip) {
+        let f = &rec.fields;
+        if !matches!(f.get(b"eventid"), Some(b"4624" | b"4768")) {
+            return;
+        }
+        let Some(v) = f.get(b"ipaddress") else {
+            return;
+        };
+        let ip = parse_ip(v);
+        if let Some(ip) = ip {
             self.map.prefetch(key(ip));
         }
+        let i = self.ahead_next.get();
+        self.ahead[i % AHEAD_SLOTS].set((v.as_ptr() as usize, v.len(), ip));
+        self.ahead_next.set(i.wrapping_add(1));
+    }
+
+    /// `parse_ip(v)`, taken from what [`Identity::prefetch`] parsed when
+    /// it saw this very value (same bytes at the same address).
+    fn parse_ahead(&self, v: &[u8]) -> Option<IpAddr> {
+        let at = (v.as_ptr() as usize, v.len());
+        for slot in &self.ahead {
+            let (p, n, ip) = slot.get();
+            if (p, n) == at {
+                return ip;
+            }
+        }
+        parse_ip(v)
     }
 
     /// Who held `ip` at `now_ns`, if known and not expired.

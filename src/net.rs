@@ -90,36 +90,39 @@ fn fast_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
     if !(7..=15).contains(&text.len()) {
         return None;
     }
+    let digit = |i: usize| -> Option<u32> {
+        let d = text.get(i)?.wrapping_sub(b'0');
+        (d <= 9).then_some(d as u32)
+    };
     let mut octets = [0u8; 4];
-    let mut part = 0;
-    let mut value: u32 = 0;
-    let mut digits = 0;
-    for &b in text {
-        match b {
-            b'0'..=b'9' => {
-                if digits == 1 && value == 0 {
-                    return None; // leading zero
-                }
-                value = value * 10 + (b - b'0') as u32;
-                digits += 1;
-                if value > 255 {
-                    return None;
-                }
+    let mut i = 0;
+    for (n, o) in octets.iter_mut().enumerate() {
+        // One to three digits, no leading zero, at most 255.
+        let mut v = digit(i)?;
+        i += 1;
+        if let Some(d) = digit(i) {
+            if v == 0 {
+                return None;
             }
-            b'.' if digits > 0 && part < 3 => {
-                octets[part] = value as u8;
-                part += 1;
-                value = 0;
-                digits = 0;
+            v = v * 10 + d;
+            i += 1;
+            if let Some(d) = digit(i) {
+                v = v * 10 + d;
+                i += 1;
             }
-            _ => return None,
+        }
+        if v > 255 {
+            return None;
+        }
+        *o = v as u8;
+        if n < 3 {
+            if text.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
         }
     }
-    if part != 3 || digits == 0 {
-        return None;
-    }
-    octets[3] = value as u8;
-    Some(Ipv4Addr::from(octets))
+    (i == text.len()).then(|| Ipv4Addr::from(octets))
 }
 
 /// A list of blocks; empty contains nothing.

@@ -205,10 +205,11 @@ fn to_front(s: &mut [Field<'_>], at: &[usize; FRONT.len()]) {
 /// The first eight bytes of `k`, zero-padded, as one little-endian word.
 #[inline]
 fn prefix8(k: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    let n = k.len().min(8);
-    w[..n].copy_from_slice(&k[..n]);
-    u64::from_le_bytes(w)
+    if let Some(w) = k.first_chunk::<8>() {
+        return u64::from_le_bytes(*w);
+    }
+    // Shorter keys byte by byte: a variable-length copy is a `memcpy` call.
+    k.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b))
 }
 
 /// The schema name of a nested or snake_case key, if it is one.
