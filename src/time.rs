@@ -96,7 +96,7 @@ impl Timestamp {
         if self.frac_digits > 0 {
             let digits = self.frac_digits.min(9) as usize;
             let mut f = *b".000000000";
-            put_digits(&mut f[1..], nanos);
+            put_digits(&mut f[1..1 + digits], nanos / POW10[9 - digits]);
             out.extend_from_slice(&f[..1 + digits]);
         }
         if self.offset_min == 0 {
@@ -153,11 +153,43 @@ pub const MONTHS: [&str; 12] = [
 /// high digits cut).
 #[inline]
 fn put_digits(dst: &mut [u8], mut v: u32) {
-    for d in dst.iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+    // Two digits per division.
+    let mut i = dst.len();
+    while i >= 2 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        dst[i - 2..i].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+        i -= 2;
+    }
+    if i == 1 {
+        dst[0] = b'0' + (v % 10) as u8;
     }
 }
+
+/// "00" to "99".
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+const POW10: [u32; 10] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+];
 
 fn push_num(out: &mut Vec<u8>, mut v: u32, width: usize) {
     let mut buf = [b'0'; 10];
@@ -431,6 +463,26 @@ mod tests {
         let (ts, _) = parse_rfc3339(b"2003-08-24T05:14:15.000003-07:00", 0).unwrap();
         assert_eq!(fmt(ts), "2003-08-24T05:14:15.000003-07:00");
         assert_eq!(ts.unix_ns / 1_000_000_000, 1_061_727_255);
+    }
+
+    #[test]
+    fn every_fraction_length_round_trips() {
+        for frac in [
+            "",
+            ".1",
+            ".12",
+            ".123",
+            ".0123",
+            ".12345",
+            ".000006",
+            ".1234567",
+            ".12345678",
+            ".987654321",
+        ] {
+            let text = format!("2026-12-04T09:59:09{frac}Z");
+            let (ts, _) = parse_rfc3339(text.as_bytes(), 0).unwrap();
+            assert_eq!(fmt(ts), text);
+        }
     }
 
     #[test]

@@ -118,9 +118,16 @@ fn write_header_field(out: &mut Vec<u8>, v: &[u8], max: usize) {
         out.push(b'-');
         return;
     }
-    for &b in &v[..v.len().min(max)] {
-        out.push(if (33..=126).contains(&b) { b } else { b'_' });
+    let v = &v[..v.len().min(max)];
+    // The usual field needs no replacing: one check, one copy.
+    if v.iter().all(|b| (33..=126).contains(b)) {
+        json::push_bytes(out, v);
+        return;
     }
+    out.extend(
+        v.iter()
+            .map(|&b| if (33..=126).contains(&b) { b } else { b'_' }),
+    );
 }
 
 /// RFC 5424 header with the record JSON as MSG.
