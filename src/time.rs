@@ -273,21 +273,21 @@ pub fn parse_rfc3339(s: &[u8], default_offset_min: i16) -> Option<(Timestamp, us
     if s.len() < 19 {
         return None;
     }
-    if s[4] != b'-' || s[7] != b'-' || !(s[10] == b'T' || s[10] == b't' || s[10] == b' ') {
-        return None;
+    // Records of one second repeat the date and time: a per-thread cache
+    // of the last one read skips the checks and the calendar arithmetic.
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(u128, u32, i64)>> = const { std::cell::Cell::new(None) };
     }
-    if s[13] != b':' || s[16] != b':' {
-        return None;
-    }
-    let year = digits(&s[0..4])? as i32;
-    let month = digits(&s[5..7])?;
-    let day = digits(&s[8..10])?;
-    let hour = digits(&s[11..13])?;
-    let minute = digits(&s[14..16])?;
-    let second = digits(&s[17..19])?;
-    if !valid_date(year, month, day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
+    let head = u128::from_le_bytes(s[..16].try_into().expect("16 bytes"));
+    let tail = u32::from_le_bytes(s[15..19].try_into().expect("4 bytes"));
+    let local = match LAST.get() {
+        Some((h, t, local)) if h == head && t == tail => local,
+        _ => {
+            let local = date_time_secs(s)?;
+            LAST.set(Some((head, tail, local)));
+            local
+        }
+    };
     let mut i = 19;
     let mut nanos: u32 = 0;
     let mut frac_digits = 0u8;
@@ -328,9 +328,6 @@ pub fn parse_rfc3339(s: &[u8], default_offset_min: i16) -> Option<(Timestamp, us
     } else {
         offset_min = default_offset_min;
     }
-    let second = second.min(59); // a leap second is folded into :59
-    let days = days_from_civil(year, month, day);
-    let local = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64;
     let utc = local - offset_min as i64 * 60;
     Some((
         Timestamp {
@@ -340,6 +337,29 @@ pub fn parse_rfc3339(s: &[u8], default_offset_min: i16) -> Option<(Timestamp, us
         },
         i,
     ))
+}
+
+/// The first 19 bytes of an RFC 3339 time (`YYYY-MM-DDTHH:MM:SS`, `T`
+/// also `t` or a space) as seconds since the epoch in its own offset.
+fn date_time_secs(s: &[u8]) -> Option<i64> {
+    if s[4] != b'-' || s[7] != b'-' || !(s[10] == b'T' || s[10] == b't' || s[10] == b' ') {
+        return None;
+    }
+    if s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let year = digits(&s[0..4])? as i32;
+    let month = digits(&s[5..7])?;
+    let day = digits(&s[8..10])?;
+    let hour = digits(&s[11..13])?;
+    let minute = digits(&s[14..16])?;
+    let second = digits(&s[17..19])?;
+    if !valid_date(year, month, day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let second = second.min(59); // a leap second is folded into :59
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64)
 }
 
 /// Month number (1..=12) from an English three-letter abbreviation.
