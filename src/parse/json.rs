@@ -11,8 +11,9 @@ use std::io::Write;
 use bumpalo::Bump;
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
 
+use super::keys::KeyCache;
 use crate::encode::json::write_json_str;
-use crate::record::{Fields, normalize_key, normalize_key_prefixed};
+use crate::record::{Fields, normalize_key_prefixed};
 
 /// Deepest object nesting flattened into fields; deeper values stay JSON text.
 const MAX_FLATTEN_DEPTH: usize = 8;
@@ -22,6 +23,7 @@ pub struct JsonParser {
     buffers: Buffers,
     tape: Vec<Node<'static>>,
     scratch: Vec<u8>,
+    keys: KeyCache,
 }
 
 impl Default for JsonParser {
@@ -36,6 +38,7 @@ impl JsonParser {
             buffers: Buffers::new(64 * 1024),
             tape: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
+            keys: KeyCache::new(),
         }
     }
 
@@ -96,7 +99,7 @@ impl JsonParser {
             };
             i += 1;
             let key: &'a [u8] = if prefix.is_empty() {
-                normalize_key(bump, k.as_bytes())
+                self.keys.normalize(bump, k.as_bytes())
             } else {
                 normalize_key_prefixed(bump, prefix, k.as_bytes())
             };

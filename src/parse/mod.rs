@@ -8,6 +8,7 @@
 //! does not parse is kept as message text and marked with a `flaw`.
 
 mod json;
+mod keys;
 mod rfc3164;
 mod rfc5424;
 

@@ -1,0 +1,218 @@
+//! Field names normalised once, not once per record.
+//!
+//! Agents send the same dozen JSON keys in every message. Each parser keeps
+//! a cache from a key as received (`TargetUserName`) to its normal form
+//! (`targetusername`, see [`normalize_key`]), which lives for the life of
+//! the process in a table shared by all parsers, so records of any batch
+//! may borrow it. Both are bounded: at most [`GLOBAL_MAX`] distinct names
+//! of at most [`MAX_KEY`] bytes are ever kept, and a parser caches at most
+//! half its [`SLOTS`]; past either bound, or for a longer key, the key is
+//! normalised into the batch arena as before. So a sender inventing new
+//! keys costs memory once, up to the bound, and never slows the lookup
+//! (the cache hashes with a per-process key, and stops growing at half
+//! full).
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use bumpalo::Bump;
+
+use crate::record::normalize_key;
+
+/// Slots in each parser's cache (a power of two).
+const SLOTS: usize = 1024;
+/// Longest key cached.
+pub const MAX_KEY: usize = 64;
+/// Most distinct normal forms kept for the process.
+pub const GLOBAL_MAX: usize = 4096;
+
+/// The normal forms kept for the process, each leaked once.
+fn global() -> &'static Mutex<HashSet<&'static [u8]>> {
+    static NAMES: OnceLock<Mutex<HashSet<&'static [u8]>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// The process-lifetime copy of the normal form `norm`, or None when the
+/// table is full.
+fn intern(norm: &[u8]) -> Option<&'static [u8]> {
+    let mut names = global().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&n) = names.get(norm) {
+        return Some(n);
+    }
+    if names.len() >= GLOBAL_MAX {
+        return None;
+    }
+    let n: &'static [u8] = Box::leak(norm.to_vec().into_boxed_slice());
+    names.insert(n);
+    Some(n)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Index into `raw` of the key as received; `len == 0` = empty.
+    at: u32,
+    len: u32,
+    norm: &'static [u8],
+}
+
+/// One parser's cache: key as received → normal form.
+pub struct KeyCache {
+    slots: Box<[Slot]>,
+    /// The keys as received, back to back.
+    raw: Vec<u8>,
+    used: usize,
+    /// Per-cache hash key.
+    seed: [u64; 2],
+    /// The shared table was full when last tried: stop trying.
+    global_full: bool,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::new()
+    }
+}
+
+impl KeyCache {
+    pub fn new() -> KeyCache {
+        KeyCache {
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            raw: Vec::with_capacity(SLOTS / 2 * 16),
+            used: 0,
+            seed: {
+                let r = ahash::RandomState::new();
+                [r.hash_one(1u64), r.hash_one(2u64)]
+            },
+            global_full: false,
+        }
+    }
+
+    /// `key` normalised: the shared copy when cached or cacheable, else a
+    /// copy in `bump` (or `key` itself when it is already normal).
+    #[inline]
+    pub fn normalize<'a>(&mut self, bump: &'a Bump, key: &'a [u8]) -> &'a [u8] {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return normalize_key(bump, key);
+        }
+        let mask = SLOTS - 1;
+        let mut i = self.hash(key) & mask;
+        let mut free = None;
+        for _ in 0..MAX_PROBE {
+            let s = self.slots[i];
+            if s.len == 0 {
+                free = Some(i);
+                break;
+            }
+            if s.len as usize == key.len()
+                && same(&self.raw[s.at as usize..(s.at + s.len) as usize], key)
+            {
+                return s.norm;
+            }
+            i = (i + 1) & mask;
+        }
+        let norm = normalize_key(bump, key);
+        let Some(i) = free else {
+            return norm;
+        };
+        if self.used * 2 >= SLOTS || self.global_full {
+            return norm;
+        }
+        let Some(shared) = intern(norm) else {
+            self.global_full = true;
+            return norm;
+        };
+        self.slots[i] = Slot {
+            at: self.raw.len() as u32,
+            len: key.len() as u32,
+            norm: shared,
+        };
+        self.raw.extend_from_slice(key);
+        self.used += 1;
+        shared
+    }
+}
+
+/// Slots a lookup looks at before it gives up (and normalises into the
+/// arena): a bound on the cost of any key, whatever keys came before.
+const MAX_PROBE: usize = 8;
+
+impl KeyCache {
+    /// A multiply-shift hash of the length and the first and last eight
+    /// bytes, keyed per cache: cheaper than a general hash for short keys,
+    /// and keys that collide only cost probes up to [`MAX_PROBE`].
+    #[inline]
+    fn hash(&self, key: &[u8]) -> usize {
+        let n = key.len();
+        let (a, b) = if n >= 8 {
+            let w = |at: usize| u64::from_le_bytes(key[at..at + 8].try_into().expect("8"));
+            (w(0), w(n - 8))
+        } else if n >= 4 {
+            let w = |at: usize| u32::from_le_bytes(key[at..at + 4].try_into().expect("4")) as u64;
+            (w(0), w(n - 4))
+        } else {
+            (
+                key[0] as u64 | (key[n / 2] as u64) << 8 | (key[n - 1] as u64) << 16,
+                0,
+            )
+        };
+        let h = (a ^ self.seed[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ (b ^ self.seed[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ n as u64;
+        ((h ^ (h >> 32)).wrapping_mul(0x1656_67b1_9e37_79f9) >> 32) as usize
+    }
+}
+
+/// `a == b` for slices of equal length, without a `memcmp` call for the
+/// usual short key.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    if (8..=16).contains(&n) {
+        let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+        return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
+    }
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_normalise_as_without_the_cache_and_repeat_the_same_copy() {
+        let bump = Bump::new();
+        let mut c = KeyCache::new();
+        for _ in 0..3 {
+            for k in [
+                "TargetUserName",
+                "a.b c@d",
+                "ok_key-1",
+                "x",
+                "IpAddress",
+                "IpAddresS",
+                "a-very-long-key-name-beyond-sixteen",
+            ] {
+                let want = normalize_key(&bump, k.as_bytes());
+                assert_eq!(c.normalize(&bump, k.as_bytes()), want, "{k}");
+            }
+        }
+        let a = c.normalize(&bump, b"TargetUserName");
+        let b = c.normalize(&bump, b"TargetUserName");
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        let long = vec![b'K'; MAX_KEY + 1];
+        assert_eq!(c.normalize(&bump, &long), vec![b'k'; MAX_KEY + 1]);
+    }
+
+    #[test]
+    fn a_full_cache_still_normalises() {
+        let bump = Bump::new();
+        let mut c = KeyCache::new();
+        for i in 0..SLOTS * 2 {
+            let k = format!("Key{i}");
+            let k = bump.alloc_slice_copy(k.as_bytes());
+            assert_eq!(c.normalize(&bump, k), format!("key{i}").as_bytes());
+        }
+        assert!(c.used * 2 <= SLOTS);
+    }
+}
