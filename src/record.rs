@@ -265,14 +265,16 @@ impl<'a> Record<'a> {
             // SAFETY: a prefetch never faults, whatever the address.
             let fetch = |p: *const u8| unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
             // Up to 512 bytes (8 lines) of the field list, of the text its
-            // keys and values lie in, and the frame's start (the header's
-            // text fields).
+            // keys and values lie in, and the frame's first two lines.
             let slots = self.fields.as_slice();
             let base = slots.as_ptr() as *const u8;
             for off in (0..std::mem::size_of_val(slots).min(512)).step_by(64) {
                 fetch(base.wrapping_add(off));
             }
+            // The header's text fields (host, app, ...) span the frame's
+            // first hundred-odd bytes.
             fetch(self.raw.as_ptr());
+            fetch(self.raw.as_ptr().wrapping_add(64));
             let (start, end) = if self.clean_json.0 != 0 {
                 self.clean_json
             } else {

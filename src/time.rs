@@ -97,7 +97,7 @@ impl Timestamp {
             let digits = self.frac_digits.min(9) as usize;
             let mut f = *b".000000000";
             put_digits(&mut f[1..1 + digits], nanos / POW10[9 - digits]);
-            out.extend_from_slice(&f[..1 + digits]);
+            crate::encode::json::push_bytes(out, &f[..1 + digits]);
         }
         if self.offset_min == 0 {
             out.push(b'Z');

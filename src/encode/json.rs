@@ -300,14 +300,15 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
     out.extend_from_slice(b"\",\"input\":");
     write_json_str(out, names.input(rec.input).as_bytes());
     out.extend_from_slice(b",\"facility\":\"");
-    out.extend_from_slice(
+    push_bytes(
+        out,
         FACILITY_NAMES
             .get(rec.facility() as usize)
             .unwrap_or(&"unknown")
             .as_bytes(),
     );
     out.extend_from_slice(b"\",\"severity\":\"");
-    out.extend_from_slice(SEVERITY_NAMES[rec.severity() as usize].as_bytes());
+    push_bytes(out, SEVERITY_NAMES[rec.severity() as usize].as_bytes());
     out.extend_from_slice(b"\",\"host\":\"");
     write_host(out, rec, true);
     out.push(b'"');
