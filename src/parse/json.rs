@@ -58,8 +58,17 @@ impl JsonParser {
         fields: &mut Fields<'a>,
     ) -> Option<(usize, usize)> {
         let len = text.len();
-        let buf = bump.alloc_slice_fill_copy(len + INPUT_PADDING, 0u8);
-        buf[..len].copy_from_slice(text);
+        // The text, then simd-json's padding zeroed: each byte written once.
+        let layout = std::alloc::Layout::from_size_align(len + INPUT_PADDING, 1).ok()?;
+        let p = bump.alloc_layout(layout).as_ptr();
+        // SAFETY: `p` points to `len + INPUT_PADDING` bytes the arena holds
+        // for 'a, not aliased by anything else; all of them are initialised
+        // (the text, then zeros) before the slice over them is made.
+        let buf: &'a mut [u8] = unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), p, len);
+            std::ptr::write_bytes(p.add(len), 0, INPUT_PADDING);
+            std::slice::from_raw_parts_mut(p, len + INPUT_PADDING)
+        };
         let start = buf.as_ptr() as usize;
         let mut tape: Tape<'a> = Tape(std::mem::take(&mut self.tape)).reset();
         let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
