@@ -162,17 +162,23 @@ impl KeyCache {
     }
 }
 
-/// `a == b` for slices of equal length, without a `memcmp` call for the
-/// usual short key.
+/// `a == b` for slices of equal length, without a `memcmp` call for keys
+/// of 8 to 32 bytes (overlapping word compares).
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     debug_assert_eq!(n, b.len());
-    if (8..=16).contains(&n) {
-        let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-        return w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8);
+    let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    match n {
+        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
+        17..=32 => {
+            w(a, 0) == w(b, 0)
+                && w(a, 8) == w(b, 8)
+                && w(a, n - 16) == w(b, n - 16)
+                && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
     }
-    a == b
 }
 
 #[cfg(test)]
@@ -202,6 +208,19 @@ mod tests {
         assert_eq!(a.as_ptr(), b.as_ptr());
         let long = vec![b'K'; MAX_KEY + 1];
         assert_eq!(c.normalize(&bump, &long), vec![b'k'; MAX_KEY + 1]);
+    }
+
+    #[test]
+    fn same_agrees_with_slice_equality_at_every_length() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..=40 {
+            for flip in 0..n {
+                let mut b = a[..n].to_vec();
+                assert!(same(&a[..n], &b));
+                b[flip] ^= 1;
+                assert!(!same(&a[..n], &b), "n {n} flip {flip}");
+            }
+        }
     }
 
     #[test]
