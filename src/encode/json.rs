@@ -291,10 +291,25 @@ pub fn write_host(out: &mut Vec<u8>, rec: &Record<'_>, json: bool) {
 
 /// Appends one record in the record JSON shape (no trailing newline).
 pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
+    write_record_with(out, rec, names, None);
+}
+
+/// [`write_record`], copying `rec.timestamp`'s text from `out[ts]` when
+/// the caller has just written it there (the v2 header), instead of
+/// formatting it again.
+pub fn write_record_with(
+    out: &mut Vec<u8>,
+    rec: &Record<'_>,
+    names: &Names,
+    ts: Option<std::ops::Range<usize>>,
+) {
     out.extend_from_slice(b"{\"meta\":{\"received\":\"");
     rec.received.write_rfc3339(out);
     out.extend_from_slice(b"\",\"timestamp\":\"");
-    rec.timestamp.write_rfc3339(out);
+    match ts {
+        Some(r) => out.extend_from_within(r),
+        None => rec.timestamp.write_rfc3339(out),
+    }
     out.extend_from_slice(b"\",\"src_ip\":\"");
     write_ip(out, rec.src.ip());
     out.extend_from_slice(b"\",\"input\":");

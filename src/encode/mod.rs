@@ -134,7 +134,9 @@ fn write_header_field(out: &mut Vec<u8>, v: &[u8], max: usize) {
 fn write_v2(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
     write_pri(out, rec.pri);
     out.extend_from_slice(b"1 ");
+    let start = out.len();
     rec.timestamp.write_rfc3339(out);
+    let ts = start..out.len();
     out.push(b' ');
     if rec.host.is_empty() {
         json::write_ip(out, rec.src.ip());
@@ -148,7 +150,7 @@ fn write_v2(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
     out.push(b' ');
     write_header_field(out, rec.msgid, 32);
     out.extend_from_slice(b" - ");
-    json::write_record(out, rec, names);
+    json::write_record_with(out, rec, names, Some(ts));
 }
 
 /// RFC 3164 text with the original MSG.
