@@ -11,7 +11,7 @@ use std::io::Write;
 use bumpalo::Bump;
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
 
-use super::keys::KeyCache;
+use super::keys::{KeyCache, NO_ID};
 use crate::encode::json::write_json_str;
 use crate::record::{Fields, normalize_key_prefixed};
 
@@ -24,6 +24,9 @@ pub struct JsonParser {
     tape: Vec<Node<'static>>,
     scratch: Vec<u8>,
     keys: KeyCache,
+    /// The last object's keys are all shared names, none repeated, and
+    /// it added to no earlier fields: its names are known unique.
+    unique: bool,
 }
 
 impl Default for JsonParser {
@@ -39,7 +42,15 @@ impl JsonParser {
             tape: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
             keys: KeyCache::new(),
+            unique: false,
         }
+    }
+
+    /// Whether the fields the last successful [`JsonParser::parse_object`]
+    /// added are all the record has and are known to have distinct names
+    /// (so [`Fields::dedupe_keys`] has nothing to do). False says nothing.
+    pub fn keys_unique(&self) -> bool {
+        self.unique
     }
 
     /// Parses a JSON object and appends its fields. Returns false (adding
@@ -70,6 +81,8 @@ impl JsonParser {
             std::slice::from_raw_parts_mut(p, len + INPUT_PADDING)
         };
         let start = buf.as_ptr() as usize;
+        self.unique = fields.is_empty();
+        self.keys.begin();
         let mut tape: Tape<'a> = Tape(std::mem::take(&mut self.tape)).reset();
         let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
             Ok(()) => match tape.0.first() {
@@ -107,11 +120,14 @@ impl JsonParser {
                 break;
             };
             i += 1;
-            let key: &'a [u8] = if prefix.is_empty() {
+            let (key, id) = if prefix.is_empty() {
                 self.keys.normalize(bump, k.as_bytes())
             } else {
-                normalize_key_prefixed(bump, prefix, k.as_bytes())
+                (normalize_key_prefixed(bump, prefix, k.as_bytes()), NO_ID)
             };
+            if self.keys.mark(id) {
+                self.unique = false;
+            }
             let Some(v) = nodes.get(i) else { break };
             match v {
                 Node::String(s) => {
@@ -124,6 +140,8 @@ impl JsonParser {
                     i += 1;
                 }
                 Node::Object { count: c, .. } if depth < MAX_FLATTEN_DEPTH => {
+                    // Its flattened names are not shared ones.
+                    self.unique = false;
                     self.flatten(bump, &nodes[i..], key, depth + 1, fields);
                     i += c + 1;
                 }

@@ -12,7 +12,7 @@
 //! (the cache hashes with a per-process key, and stops growing at half
 //! full).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use bumpalo::Bump;
@@ -26,25 +26,30 @@ pub const MAX_KEY: usize = 64;
 /// Most distinct normal forms kept for the process.
 pub const GLOBAL_MAX: usize = 4096;
 
-/// The normal forms kept for the process, each leaked once.
-fn global() -> &'static Mutex<HashSet<&'static [u8]>> {
-    static NAMES: OnceLock<Mutex<HashSet<&'static [u8]>>> = OnceLock::new();
-    NAMES.get_or_init(|| Mutex::new(HashSet::new()))
+/// Marks a key that is not one of the shared names (no id).
+pub const NO_ID: u32 = u32::MAX;
+
+/// The normal forms kept for the process, each leaked once, with its id
+/// (0 to [`GLOBAL_MAX`] - 1): equal names have equal ids.
+fn global() -> &'static Mutex<HashMap<&'static [u8], u32>> {
+    static NAMES: OnceLock<Mutex<HashMap<&'static [u8], u32>>> = OnceLock::new();
+    NAMES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The process-lifetime copy of the normal form `norm`, or None when the
-/// table is full.
-fn intern(norm: &[u8]) -> Option<&'static [u8]> {
+/// The process-lifetime copy of the normal form `norm` and its id, or
+/// None when the table is full.
+fn intern(norm: &[u8]) -> Option<(&'static [u8], u32)> {
     let mut names = global().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&n) = names.get(norm) {
-        return Some(n);
+    if let Some((&n, &id)) = names.get_key_value(norm) {
+        return Some((n, id));
     }
     if names.len() >= GLOBAL_MAX {
         return None;
     }
     let n: &'static [u8] = Box::leak(norm.to_vec().into_boxed_slice());
-    names.insert(n);
-    Some(n)
+    let id = names.len() as u32;
+    names.insert(n, id);
+    Some((n, id))
 }
 
 #[derive(Clone, Copy, Default)]
@@ -53,6 +58,8 @@ struct Slot {
     at: u32,
     len: u32,
     norm: &'static [u8],
+    /// The shared name's id.
+    id: u32,
 }
 
 /// One parser's cache: key as received → normal form.
@@ -65,6 +72,8 @@ pub struct KeyCache {
     seed: [u64; 2],
     /// The shared table was full when last tried: stop trying.
     global_full: bool,
+    /// Ids seen in the current record ([`KeyCache::begin`], [`KeyCache::mark`]).
+    seen: Box<[u64; GLOBAL_MAX / 64]>,
 }
 
 impl Default for KeyCache {
@@ -84,15 +93,37 @@ impl KeyCache {
                 [r.hash_one(1u64), r.hash_one(2u64)]
             },
             global_full: false,
+            seen: Box::new([0; GLOBAL_MAX / 64]),
         }
     }
 
-    /// `key` normalised: the shared copy when cached or cacheable, else a
-    /// copy in `bump` (or `key` itself when it is already normal).
+    /// Forgets the ids [`KeyCache::mark`] saw: a new record starts.
+    pub fn begin(&mut self) {
+        self.seen.fill(0);
+    }
+
+    /// Notes that the current record has the shared name `id`; true when
+    /// it already had it (a repeated key).
     #[inline]
-    pub fn normalize<'a>(&mut self, bump: &'a Bump, key: &'a [u8]) -> &'a [u8] {
+    pub fn mark(&mut self, id: u32) -> bool {
+        let (w, b) = ((id / 64) as usize, 1u64 << (id % 64));
+        match self.seen.get_mut(w) {
+            Some(word) => {
+                let had = *word & b != 0;
+                *word |= b;
+                had
+            }
+            None => true,
+        }
+    }
+
+    /// `key` normalised, with its shared name's id: the shared copy when
+    /// cached or cacheable, else a copy in `bump` (or `key` itself when it
+    /// is already normal) and [`NO_ID`].
+    #[inline]
+    pub fn normalize<'a>(&mut self, bump: &'a Bump, key: &'a [u8]) -> (&'a [u8], u32) {
         if key.is_empty() || key.len() > MAX_KEY {
-            return normalize_key(bump, key);
+            return (normalize_key(bump, key), NO_ID);
         }
         let mask = SLOTS - 1;
         let mut i = self.hash(key) & mask;
@@ -106,29 +137,30 @@ impl KeyCache {
             if s.len as usize == key.len()
                 && same(&self.raw[s.at as usize..(s.at + s.len) as usize], key)
             {
-                return s.norm;
+                return (s.norm, s.id);
             }
             i = (i + 1) & mask;
         }
         let norm = normalize_key(bump, key);
         let Some(i) = free else {
-            return norm;
+            return (norm, NO_ID);
         };
         if self.used * 2 >= SLOTS || self.global_full {
-            return norm;
+            return (norm, NO_ID);
         }
-        let Some(shared) = intern(norm) else {
+        let Some((shared, id)) = intern(norm) else {
             self.global_full = true;
-            return norm;
+            return (norm, NO_ID);
         };
         self.slots[i] = Slot {
             at: self.raw.len() as u32,
             len: key.len() as u32,
             norm: shared,
+            id,
         };
         self.raw.extend_from_slice(key);
         self.used += 1;
-        shared
+        (shared, id)
     }
 }
 
@@ -200,14 +232,27 @@ mod tests {
                 "a-very-long-key-name-beyond-sixteen",
             ] {
                 let want = normalize_key(&bump, k.as_bytes());
-                assert_eq!(c.normalize(&bump, k.as_bytes()), want, "{k}");
+                assert_eq!(c.normalize(&bump, k.as_bytes()).0, want, "{k}");
             }
         }
         let a = c.normalize(&bump, b"TargetUserName");
         let b = c.normalize(&bump, b"TargetUserName");
-        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_eq!(a.0.as_ptr(), b.0.as_ptr());
+        assert_eq!(a.1, b.1);
+        // Different spellings of one name share its id.
+        assert_eq!(c.normalize(&bump, b"targetUSERname").1, a.1);
+        assert_ne!(c.normalize(&bump, b"IpAddress").1, a.1);
         let long = vec![b'K'; MAX_KEY + 1];
-        assert_eq!(c.normalize(&bump, &long), vec![b'k'; MAX_KEY + 1]);
+        assert_eq!(
+            c.normalize(&bump, &long),
+            (&vec![b'k'; MAX_KEY + 1][..], NO_ID)
+        );
+        c.begin();
+        assert!(!c.mark(a.1));
+        assert!(c.mark(a.1));
+        assert!(c.mark(NO_ID));
+        c.begin();
+        assert!(!c.mark(a.1));
     }
 
     #[test]
@@ -230,7 +275,7 @@ mod tests {
         for i in 0..SLOTS * 2 {
             let k = format!("Key{i}");
             let k = bump.alloc_slice_copy(k.as_bytes());
-            assert_eq!(c.normalize(&bump, k), format!("key{i}").as_bytes());
+            assert_eq!(c.normalize(&bump, k).0, format!("key{i}").as_bytes());
         }
         assert!(c.used * 2 <= SLOTS);
     }

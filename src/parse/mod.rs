@@ -75,16 +75,18 @@ impl Parser {
                 rec.msg = raw;
             }
         }
-        self.parse_msg(bump, rec);
+        let unique = self.parse_msg(bump, rec);
         // Lowercased JSON keys (`User`, `user`), flattened nesting (`a_b`
-        // and `{"a":{"b":…}}`) and repeated SD-PARAMs can all collide.
-        if rec.fields.len() > 1 {
+        // and `{"a":{"b":…}}`) and repeated SD-PARAMs can all collide;
+        // a JSON object of distinct shared names cannot.
+        if rec.fields.len() > 1 && !unique {
             rec.fields.dedupe_keys(bump);
         }
     }
 
-    /// Fills the message fields from `rec.msg`.
-    fn parse_msg<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+    /// Fills the message fields from `rec.msg`. True when they are known
+    /// to have distinct names (see [`JsonParser::keys_unique`]).
+    fn parse_msg<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) -> bool {
         let mut msg = rec.msg;
         if msg.starts_with(BOM) {
             msg = &msg[BOM.len()..];
@@ -97,13 +99,14 @@ impl Parser {
                 if json::needs_no_escaping(trimmed) {
                     rec.clean_json = range;
                 }
-                return;
+                return self.json.keys_unique();
             }
             rec.flaws |= flaw::BAD_JSON;
         }
         if !msg.is_empty() || rec.fields.is_empty() {
             rec.fields.push(bump, b"message", msg);
         }
+        false
     }
 }
 

@@ -183,6 +183,36 @@ fn keys_that_collide_once_normalised_are_told_apart() {
 }
 
 #[test]
+fn json_keys_alone_that_collide_are_told_apart_record_after_record() {
+    // No structured data: the parser's shared names decide whether the
+    // record needs the exact check; a repeat in one record must not leak
+    // into the next.
+    let bump = Bump::new();
+    let mut p = Parser::with_offset(0);
+    for _ in 0..3 {
+        let mut r = Record::new(
+            br#"<14>1 - h a - - - {"User":"a","IpAddress":"x","user":"b"}"#,
+            now_2026(),
+            UNSPECIFIED,
+            0,
+        );
+        p.parse(&bump, &mut r);
+        assert_eq!(
+            fields(&r),
+            kv(&[("user", "a"), ("ipaddress", "x"), ("user_2", "b")])
+        );
+        let mut r = Record::new(
+            br#"<14>1 - h a - - - {"User":"a","IpAddress":"x"}"#,
+            now_2026(),
+            UNSPECIFIED,
+            0,
+        );
+        p.parse(&bump, &mut r);
+        assert_eq!(fields(&r), kv(&[("user", "a"), ("ipaddress", "x")]));
+    }
+}
+
+#[test]
 fn json_without_backslashes_or_control_bytes_is_marked_clean() {
     let bump = Bump::new();
     let r = parse(
