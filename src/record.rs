@@ -4,6 +4,7 @@
 //! Nothing here allocates on the heap: field storage comes from the batch's
 //! bumpalo arena and grows by doubling inside it.
 
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bumpalo::Bump;
@@ -80,10 +81,25 @@ pub struct Field<'a> {
 }
 
 /// The message fields of one record, in arrival order, stored in the arena.
-#[derive(Debug, Default)]
+/// Room beyond `len` is left unwritten (a record's list is sized with
+/// headroom for later stages, and writing it twice cost more than the
+/// parse's own stores).
+#[derive(Default)]
 pub struct Fields<'a> {
-    slots: &'a mut [Field<'a>],
+    /// `slots[..len]` are initialised.
+    slots: &'a mut [MaybeUninit<Field<'a>>],
     len: usize,
+}
+
+impl std::fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// Uninitialised room for `cap` fields in `bump`.
+fn uninit_slots<'a>(bump: &'a Bump, cap: usize) -> &'a mut [MaybeUninit<Field<'a>>] {
+    bump.alloc_slice_fill_with(cap, |_| MaybeUninit::uninit())
 }
 
 impl<'a> Fields<'a> {
@@ -99,13 +115,13 @@ impl<'a> Fields<'a> {
     pub fn dedupe_keys(&mut self, bump: &'a Bump) {
         let mut filter = 0u64;
         for i in 0..self.len {
-            let key = self.slots[i].key;
+            let key = self.as_slice()[i].key;
             let bit = key_bit(key);
             if filter & bit == 0 {
                 filter |= bit;
                 continue;
             }
-            if !self.slots[..i].iter().any(|f| f.key == key) {
+            if !self.as_slice()[..i].iter().any(|f| f.key == key) {
                 continue;
             }
             for n in 2u8..=9 {
@@ -113,7 +129,7 @@ impl<'a> Fields<'a> {
                 new[..key.len()].copy_from_slice(key);
                 new[key.len() + 1] = b'0' + n;
                 if self.get(new).is_none() {
-                    self.slots[i].key = new;
+                    self.as_mut_slice()[i].key = new;
                     filter |= key_bit(new);
                     break;
                 }
@@ -124,7 +140,7 @@ impl<'a> Fields<'a> {
     /// Room for `cap` fields in `bump`.
     pub fn with_capacity(bump: &'a Bump, cap: usize) -> Fields<'a> {
         Fields {
-            slots: bump.alloc_slice_fill_copy(cap, Field::default()),
+            slots: uninit_slots(bump, cap),
             len: 0,
         }
     }
@@ -137,23 +153,30 @@ impl<'a> Fields<'a> {
         self.len == 0
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[Field<'a>] {
-        &self.slots[..self.len]
+        let init = &self.slots[..self.len];
+        // SAFETY: `slots[..len]` are initialised (every push writes its
+        // slot before counting it), and MaybeUninit<T> has T's layout.
+        unsafe { std::slice::from_raw_parts(init.as_ptr() as *const Field<'a>, init.len()) }
     }
 
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [Field<'a>] {
-        &mut self.slots[..self.len]
+        let init = &mut self.slots[..self.len];
+        // SAFETY: as in `as_slice`.
+        unsafe { std::slice::from_raw_parts_mut(init.as_mut_ptr() as *mut Field<'a>, init.len()) }
     }
 
     /// Appends a field, growing inside the arena when full.
     pub fn push(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
         if self.len == self.slots.len() {
             let cap = (self.slots.len() * 2).max(8);
-            let new = bump.alloc_slice_fill_copy(cap, Field::default());
+            let new = uninit_slots(bump, cap);
             new[..self.len].copy_from_slice(&self.slots[..self.len]);
             self.slots = new;
         }
-        self.slots[self.len] = Field { key, value };
+        self.slots[self.len] = MaybeUninit::new(Field { key, value });
         self.len += 1;
     }
 
@@ -161,7 +184,7 @@ impl<'a> Fields<'a> {
     pub fn reserve(&mut self, bump: &'a Bump, additional: usize) {
         let need = self.len + additional;
         if need > self.slots.len() {
-            let new = bump.alloc_slice_fill_copy(need, Field::default());
+            let new = uninit_slots(bump, need);
             new[..self.len].copy_from_slice(&self.slots[..self.len]);
             self.slots = new;
         }
@@ -171,7 +194,8 @@ impl<'a> Fields<'a> {
     /// appends one.
     pub fn set(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
         let first = key.first().copied();
-        if let Some(f) = self.slots[..self.len]
+        if let Some(f) = self
+            .as_mut_slice()
             .iter_mut()
             .find(|f| f.key.len() == key.len() && f.key.first().copied() == first && f.key == key)
         {
@@ -186,7 +210,7 @@ impl<'a> Fields<'a> {
     pub fn get(&self, key: &[u8]) -> Option<&'a [u8]> {
         let first = *key.first()?;
         // Length and first byte rule out most keys without a memcmp call.
-        self.slots[..self.len]
+        self.as_slice()
             .iter()
             .find(|f| f.key.len() == key.len() && f.key[0] == first && f.key == key)
             .map(|f| f.value)
@@ -195,11 +219,11 @@ impl<'a> Fields<'a> {
     /// Moves the field named `key` (if present) to position `pos`, shifting
     /// the ones between; returns whether it was found.
     pub fn move_to(&mut self, key: &[u8], pos: usize) -> bool {
-        let Some(i) = self.slots[..self.len].iter().position(|f| f.key == key) else {
+        let Some(i) = self.as_slice().iter().position(|f| f.key == key) else {
             return false;
         };
         if pos < i {
-            self.slots[pos..=i].rotate_right(1);
+            self.as_mut_slice()[pos..=i].rotate_right(1);
         }
         true
     }
