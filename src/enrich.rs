@@ -204,6 +204,13 @@ impl Enricher {
     }
 
     /// Enriches one record.
+    /// A new batch starts (see [`crate::identity::Identity::begin_batch`]).
+    pub fn begin_batch(&mut self) {
+        if let Some(id) = &mut self.identity {
+            id.begin_batch();
+        }
+    }
+
     /// Starts loading the identity table slot `rec` will probe (see
     /// [`crate::stage::StageWork::prefetch`]).
     pub fn prefetch(&self, rec: &Record<'_>) {

@@ -378,13 +378,24 @@ impl Identity {
         self.ahead_next.set(i.wrapping_add(1));
     }
 
+    /// Forgets the addresses [`Identity::prefetch`] kept: they are known by
+    /// where their text lies, and a new batch may reuse an old one's arena
+    /// (same addresses, other text). Within one batch an address is one
+    /// text.
+    pub fn begin_batch(&mut self) {
+        for slot in &self.ahead {
+            slot.set((0, 0, None));
+        }
+    }
+
     /// `parse_ip(v)`, taken from what [`Identity::prefetch`] parsed when
-    /// it saw this very value (same bytes at the same address).
+    /// it saw this very value (same bytes at the same address, in this
+    /// batch).
     fn parse_ahead(&self, v: &[u8]) -> Option<IpAddr> {
         let at = (v.as_ptr() as usize, v.len());
         for slot in &self.ahead {
             let (p, n, ip) = slot.get();
-            if (p, n) == at {
+            if (p, n) == at && p != 0 {
                 return ip;
             }
         }
@@ -509,6 +520,34 @@ mod tests {
             id.lookup("192.168.1.109".parse().unwrap(), 61_000_000_000),
             None
         );
+    }
+
+    #[test]
+    fn an_address_parsed_ahead_is_not_taken_for_another_batch_s_text() {
+        // A recycled arena puts the next batch's text where the last one's
+        // was: what prefetch kept for one batch must not be used for it.
+        let mut id = Identity::new(&cfg(16));
+        let mut bump = Bump::new();
+        let first_at = {
+            let v = bump.alloc_slice_copy(b"10.0.0.1");
+            let mut r = rec(
+                &bump,
+                1,
+                &[("eventid", "4624"), ("targetusername", "alice")],
+            );
+            r.fields.push(&bump, b"ipaddress", v);
+            id.prefetch(&r);
+            v.as_ptr()
+        };
+        bump.reset();
+        let v = bump.alloc_slice_copy(b"10.0.0.2");
+        assert_eq!(v.as_ptr(), first_at, "the arena reused the address");
+        let mut r = rec(&bump, 1, &[("eventid", "4624"), ("targetusername", "bob")]);
+        r.fields.push(&bump, b"ipaddress", v);
+        id.begin_batch();
+        id.learn(&r);
+        assert_eq!(id.lookup("10.0.0.2".parse().unwrap(), 1), Some(&b"bob"[..]));
+        assert_eq!(id.lookup("10.0.0.1".parse().unwrap(), 1), None);
     }
 
     #[test]

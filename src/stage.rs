@@ -26,6 +26,9 @@ pub trait StageWork: Send + 'static {
     /// `rec`, which comes [`WORK_PREFETCH_AHEAD`] records later. A hint:
     /// no effect on results.
     fn prefetch(&self, _rec: &Record<'_>) {}
+
+    /// Called before the first record of each batch.
+    fn begin_batch(&mut self) {}
 }
 
 /// How many records ahead a stage prefetches its own state
@@ -46,6 +49,10 @@ impl StageWork for crate::enrich::Enricher {
 
     fn prefetch(&self, rec: &Record<'_>) {
         crate::enrich::Enricher::prefetch(self, rec)
+    }
+
+    fn begin_batch(&mut self) {
+        crate::enrich::Enricher::begin_batch(self)
     }
 }
 
@@ -128,6 +135,7 @@ pub fn spawn<W: StageWork>(
 
 /// Applies a stage's work to every record of a batch.
 pub fn process<W: StageWork + ?Sized>(work: &mut W, batch: &mut Batch) {
+    work.begin_batch();
     batch.with_dependent_mut(|owner, recs| {
         let list = &mut recs.list;
         for i in 0..list.len() {
