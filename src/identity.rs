@@ -163,7 +163,11 @@ pub struct Identity {
     order: VecDeque<([u64; 2], u32)>,
     /// Wrapping: entries and queue slots only compare it for equality
     /// and by distance, and stale slots leave the queue long before it
-    /// wraps (it is compacted at twice `max` slots).
+    /// wraps (it is compacted at twice `max` slots). An entry left
+    /// untouched for 2^32 logons of others and then seen again may look
+    /// recent and be refreshed without requeueing (so evicted early);
+    /// 4 billion logons within one entry's ttl, in a table not yet full,
+    /// is far from any real network.
     seq: u32,
     ttl_ns: i64,
     max: usize,

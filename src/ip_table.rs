@@ -102,11 +102,12 @@ impl IpTable {
         let mut i = self.home(key);
         loop {
             let k = self.slots[i].key;
-            if k == key {
-                return Ok(i);
-            }
+            // Empty first: the empty-slot key itself is never found.
             if k == [0, 0] {
                 return Err(i);
+            }
+            if k == key {
+                return Ok(i);
             }
             i = (i + 1) & self.mask;
         }
@@ -237,8 +238,15 @@ mod tests {
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(key(v4), key(mapped));
         let mut t = IpTable::with_capacity(4);
-        assert_eq!(t.insert(key("::".parse().unwrap()), e(1)), None);
+        let unspecified = key("::".parse().unwrap());
+        assert_eq!(t.insert(unspecified, e(1)), None);
         assert!(t.is_empty());
+        // Nor is it found among empty slots once others are stored.
+        t.insert(key(v4), e(2));
+        assert_eq!(t.get(unspecified), None);
+        assert_eq!(t.get_mut(unspecified), None);
+        assert_eq!(t.remove(unspecified), None);
+        assert_eq!(t.len(), 1);
     }
 
     proptest! {
