@@ -203,14 +203,6 @@ impl Enricher {
         }
     }
 
-    /// Enriches one record.
-    /// A new batch starts (see [`crate::identity::Identity::begin_batch`]).
-    pub fn begin_batch(&mut self) {
-        if let Some(id) = &mut self.identity {
-            id.begin_batch();
-        }
-    }
-
     /// Starts loading the identity table slot `rec` will probe (see
     /// [`crate::stage::StageWork::prefetch`]).
     pub fn prefetch(&self, rec: &Record<'_>) {
@@ -219,6 +211,7 @@ impl Enricher {
         }
     }
 
+    /// Enriches one record.
     pub fn apply<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
         for r in &self.rules {
             if !r.matcher.matches(rec) {

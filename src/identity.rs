@@ -18,7 +18,6 @@
 //! A record whose `src_ip` is not in the table costs one field lookup and
 //! one address parse (nothing while the table is empty).
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use hashbrown::HashTable;
 use crate::config::IdentityConfig;
 use crate::ip_table::{Entry, IpTable, key};
 use crate::net::parse_ip;
-use crate::record::{PREFETCH_AHEAD, Record, class};
+use crate::record::{Fields, PREFETCH_AHEAD, Record, class};
 
 /// Longest `DOMAIN\user` kept.
 const MAX_NAME: usize = 128;
@@ -153,6 +152,14 @@ impl IdentityStats {
     }
 }
 
+/// The fields of `rec` when it is a logon identity learns from: a
+/// `windows` record with event id 4624 or 4768.
+fn logon<'r, 'a>(rec: &'r Record<'a>) -> Option<&'r Fields<'a>> {
+    let f = &rec.fields;
+    (rec.class == class::WINDOWS && matches!(f.get(b"eventid"), Some(b"4624" | b"4768")))
+        .then_some(f)
+}
+
 pub struct Identity {
     /// Address → entry (see [`crate::ip_table`]).
     map: IpTable,
@@ -172,15 +179,7 @@ pub struct Identity {
     ttl_ns: i64,
     max: usize,
     pub stats: Arc<IdentityStats>,
-    /// Addresses [`Identity::prefetch`] parsed for the records just ahead:
-    /// (value text address, length, address).
-    ahead: [Cell<(usize, usize, Option<IpAddr>)>; AHEAD_SLOTS],
-    ahead_next: Cell<usize>,
 }
-
-/// How many prefetched addresses are kept for `learn` (more than the
-/// stage's prefetch distance).
-const AHEAD_SLOTS: usize = 4;
 
 impl Identity {
     pub fn new(cfg: &IdentityConfig) -> Identity {
@@ -196,8 +195,6 @@ impl Identity {
             ttl_ns: cfg.ttl.0.as_nanos().min(i64::MAX as u128) as i64,
             max,
             stats: Arc::new(IdentityStats::default()),
-            ahead: [const { Cell::new((0, 0, None)) }; AHEAD_SLOTS],
-            ahead_next: Cell::new(0),
         }
     }
 
@@ -215,14 +212,9 @@ impl Identity {
 
     /// Learns from `rec` if it is a qualifying Windows logon.
     pub fn learn(&mut self, rec: &Record<'_>) {
-        if rec.class != class::WINDOWS {
+        let Some(f) = logon(rec) else {
             return;
-        }
-        let f = &rec.fields;
-        match f.get(b"eventid") {
-            Some(b"4624") | Some(b"4768") => {}
-            _ => return,
-        }
+        };
         let Some(user) = f.get(b"targetusername") else {
             return;
         };
@@ -234,7 +226,7 @@ impl Identity {
         {
             return;
         }
-        let Some(ip) = f.get(b"ipaddress").and_then(|v| self.parse_ahead(v)) else {
+        let Some(ip) = f.get(b"ipaddress").and_then(parse_ip) else {
             return;
         };
         if ip.is_loopback() || ip.is_unspecified() {
@@ -360,50 +352,14 @@ impl Identity {
     }
 
     /// Starts loading the table slot that learning from `rec` (a few
-    /// records from now) will probe. A hint: no effect on results. The
-    /// address it parses is kept for [`Identity::learn`].
+    /// records from now) will probe. A hint: no effect on results.
     pub fn prefetch(&self, rec: &Record<'_>) {
-        if rec.class != class::WINDOWS {
-            return;
-        }
-        let f = &rec.fields;
-        if !matches!(f.get(b"eventid"), Some(b"4624" | b"4768")) {
-            return;
-        }
-        let Some(v) = f.get(b"ipaddress") else {
-            return;
-        };
-        let ip = parse_ip(v);
-        if let Some(ip) = ip {
+        if let Some(ip) = logon(rec)
+            .and_then(|f| f.get(b"ipaddress"))
+            .and_then(parse_ip)
+        {
             self.map.prefetch(key(ip));
         }
-        let i = self.ahead_next.get();
-        self.ahead[i % AHEAD_SLOTS].set((v.as_ptr() as usize, v.len(), ip));
-        self.ahead_next.set(i.wrapping_add(1));
-    }
-
-    /// Forgets the addresses [`Identity::prefetch`] kept: they are known by
-    /// where their text lies, and a new batch may reuse an old one's arena
-    /// (same addresses, other text). Within one batch an address is one
-    /// text.
-    pub fn begin_batch(&mut self) {
-        for slot in &self.ahead {
-            slot.set((0, 0, None));
-        }
-    }
-
-    /// `parse_ip(v)`, taken from what [`Identity::prefetch`] parsed when
-    /// it saw this very value (same bytes at the same address, in this
-    /// batch).
-    fn parse_ahead(&self, v: &[u8]) -> Option<IpAddr> {
-        let at = (v.as_ptr() as usize, v.len());
-        for slot in &self.ahead {
-            let (p, n, ip) = slot.get();
-            if (p, n) == at && p != 0 {
-                return ip;
-            }
-        }
-        parse_ip(v)
     }
 
     /// Who held `ip` at `now_ns`, if known and not expired.
@@ -548,7 +504,6 @@ mod tests {
         assert_eq!(v.as_ptr(), first_at, "the arena reused the address");
         let mut r = rec(&bump, 1, &[("eventid", "4624"), ("targetusername", "bob")]);
         r.fields.push(&bump, b"ipaddress", v);
-        id.begin_batch();
         id.learn(&r);
         assert_eq!(id.lookup("10.0.0.2".parse().unwrap(), 1), Some(&b"bob"[..]));
         assert_eq!(id.lookup("10.0.0.1".parse().unwrap(), 1), None);

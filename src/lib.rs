@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod batch;
+pub mod bytes;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -275,6 +275,15 @@ pub struct Record<'a> {
 /// (see [`Record::prefetch`]).
 pub const PREFETCH_AHEAD: usize = 4;
 
+/// Prefetches the record [`PREFETCH_AHEAD`] after `recs[i]`, if any: what
+/// a stage working through `recs` in order calls before each record.
+#[inline]
+pub fn prefetch_ahead(recs: &[Record<'_>], i: usize) {
+    if let Some(next) = recs.get(i + PREFETCH_AHEAD) {
+        next.prefetch();
+    }
+}
+
 impl<'a> Record<'a> {
     /// Asks the CPU to start loading what a stage reads of this record (its
     /// field list and the text its keys and values lie in), so that a

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::Batch;
 use crate::metrics::{StageMetrics, record as record_latency};
-use crate::record::{PREFETCH_AHEAD, Record};
+use crate::record::{PREFETCH_AHEAD, Record, prefetch_ahead};
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
@@ -26,9 +26,6 @@ pub trait StageWork: Send + 'static {
     /// `rec`, which comes [`WORK_PREFETCH_AHEAD`] records later. A hint:
     /// no effect on results.
     fn prefetch(&self, _rec: &Record<'_>) {}
-
-    /// Called before the first record of each batch.
-    fn begin_batch(&mut self) {}
 }
 
 /// How many records ahead a stage prefetches its own state
@@ -49,10 +46,6 @@ impl StageWork for crate::enrich::Enricher {
 
     fn prefetch(&self, rec: &Record<'_>) {
         crate::enrich::Enricher::prefetch(self, rec)
-    }
-
-    fn begin_batch(&mut self) {
-        crate::enrich::Enricher::begin_batch(self)
     }
 }
 
@@ -135,13 +128,10 @@ pub fn spawn<W: StageWork>(
 
 /// Applies a stage's work to every record of a batch.
 pub fn process<W: StageWork + ?Sized>(work: &mut W, batch: &mut Batch) {
-    work.begin_batch();
     batch.with_dependent_mut(|owner, recs| {
         let list = &mut recs.list;
         for i in 0..list.len() {
-            if let Some(next) = list.get(i + PREFETCH_AHEAD) {
-                next.prefetch();
-            }
+            prefetch_ahead(list, i);
             if let Some(next) = list.get(i + WORK_PREFETCH_AHEAD) {
                 work.prefetch(next);
             }

@@ -34,6 +34,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::bloom::{self, KeySet};
 use super::merkle::Hash;
 use super::varint;
+use crate::bytes::eq_bytes;
 use crate::encode::Names;
 use crate::encode::json::write_ip;
 use crate::record::{Fields, Record};
@@ -73,29 +74,6 @@ pub const DICT_NAMES: [&str; NDICTS] = [
     "meta.procid",
     "meta.msgid",
 ];
-
-/// Byte equality without a libc call for the short strings (field names,
-/// header values) the builder compares several times per record.
-#[inline(always)]
-fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let w = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8"));
-    match n {
-        0 => true,
-        1..=7 => a.iter().zip(b).all(|(x, y)| x == y),
-        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
-        17..=32 => {
-            w(a, 0) == w(b, 0)
-                && w(a, 8) == w(b, 8)
-                && w(a, n - 16) == w(b, n - 16)
-                && w(a, n - 8) == w(b, n - 8)
-        }
-        _ => a == b,
-    }
-}
 
 /// Distinct byte strings, stored once in an arena, with dense ids.
 #[derive(Default)]
@@ -1230,29 +1208,6 @@ mod tests {
             BlockView::parse(b"nope-nope", true),
             Err(BadBlock::NoMagic)
         ));
-    }
-
-    #[test]
-    fn short_byte_comparison_agrees_with_slices() {
-        let words: Vec<Vec<u8>> = (0..40)
-            .flat_map(|n| {
-                let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-                let mut b = a.clone();
-                if let Some(x) = b.last_mut() {
-                    *x ^= 1;
-                }
-                let mut c = a.clone();
-                if let Some(x) = c.first_mut() {
-                    *x ^= 1;
-                }
-                [a, b, c]
-            })
-            .collect();
-        for x in &words {
-            for y in &words {
-                assert_eq!(eq_bytes(x, y), x == y, "{x:?} {y:?}");
-            }
-        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 use bumpalo::Bump;
 use memchr::{memchr, memchr_iter, memchr2_iter};
 
+use crate::bytes::prefix8;
 use crate::record::{Fields, normalize_key};
 
 /// How the fields of one vendor's CEF are named.
@@ -238,18 +239,6 @@ const READABLE: [(&[u8], &[u8]); 60] = [
     (b"deviceOutboundInterface", b"out_interface"),
     (b"deviceProcessName", b"device_process"),
 ];
-
-/// The first eight bytes of a key, zero-padded, as one integer (what
-/// [`READABLE_SLOTS`] hashes).
-const fn prefix8(k: &[u8]) -> u64 {
-    let mut v = 0u64;
-    let mut i = 0;
-    while i < k.len() && i < 8 {
-        v |= (k[i] as u64) << (8 * i);
-        i += 1;
-    }
-    v
-}
 
 /// Slot of a key prefix in [`READABLE_SLOTS`] (Fibonacci hashing).
 const fn slot(p: u64) -> usize {

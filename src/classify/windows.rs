@@ -28,6 +28,7 @@
 
 use bumpalo::Bump;
 
+use crate::bytes::prefix8;
 use crate::record::{Field, Fields};
 
 /// Where agents put the event id, best first (normalised key names).
@@ -200,16 +201,6 @@ fn to_front(s: &mut [Field<'_>], at: &[usize; FRONT.len()]) {
         }
     }
     s[..k].copy_from_slice(&front[..k]);
-}
-
-/// The first eight bytes of `k`, zero-padded, as one little-endian word.
-#[inline]
-fn prefix8(k: &[u8]) -> u64 {
-    if let Some(w) = k.first_chunk::<8>() {
-        return u64::from_le_bytes(*w);
-    }
-    // Shorter keys byte by byte: a variable-length copy is a `memcpy` call.
-    k.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b))
 }
 
 /// The schema name of a nested or snake_case key, if it is one.

@@ -462,9 +462,7 @@ fn encode_loop(
         let mut n = 0u64;
         job.batch.records(|recs| {
             for (i, r) in recs.iter().enumerate() {
-                if let Some(next) = recs.get(i + crate::record::PREFETCH_AHEAD) {
-                    next.prefetch();
-                }
+                crate::record::prefetch_ahead(recs, i);
                 if matcher.matches(r) {
                     encoder.encode(r, &names, &mut job.buf);
                     job.ends.push(job.buf.len());

@@ -140,8 +140,6 @@ impl JsonParser {
                     i += 1;
                 }
                 Node::Object { count: c, .. } if depth < MAX_FLATTEN_DEPTH => {
-                    // Its flattened names are not shared ones.
-                    self.unique = false;
                     self.flatten(bump, &nodes[i..], key, depth + 1, fields);
                     i += c + 1;
                 }

@@ -17,6 +17,7 @@ use std::sync::{Mutex, OnceLock};
 
 use bumpalo::Bump;
 
+use crate::bytes::eq_bytes;
 use crate::record::normalize_key;
 
 /// Slots in each parser's cache (a power of two).
@@ -135,7 +136,7 @@ impl KeyCache {
                 break;
             }
             if s.len as usize == key.len()
-                && same(&self.raw[s.at as usize..(s.at + s.len) as usize], key)
+                && eq_bytes(&self.raw[s.at as usize..(s.at + s.len) as usize], key)
             {
                 return (s.norm, s.id);
             }
@@ -194,25 +195,6 @@ impl KeyCache {
     }
 }
 
-/// `a == b` for slices of equal length, without a `memcmp` call for keys
-/// of 8 to 32 bytes (overlapping word compares).
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    debug_assert_eq!(n, b.len());
-    let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
-    match n {
-        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
-        17..=32 => {
-            w(a, 0) == w(b, 0)
-                && w(a, 8) == w(b, 8)
-                && w(a, n - 16) == w(b, n - 16)
-                && w(a, n - 8) == w(b, n - 8)
-        }
-        _ => a == b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,19 +235,6 @@ mod tests {
         assert!(c.mark(NO_ID));
         c.begin();
         assert!(!c.mark(a.1));
-    }
-
-    #[test]
-    fn same_agrees_with_slice_equality_at_every_length() {
-        let a: Vec<u8> = (0..40u8).collect();
-        for n in 0..=40 {
-            for flip in 0..n {
-                let mut b = a[..n].to_vec();
-                assert!(same(&a[..n], &b));
-                b[flip] ^= 1;
-                assert!(!same(&a[..n], &b), "n {n} flip {flip}");
-            }
-        }
     }
 
     #[test]

@@ -1,0 +1,91 @@
+//! Small byte-string helpers for the per-record path, shared by the
+//! parser, the classifiers and the archive.
+
+/// Byte equality without a libc call for the short strings (field names,
+/// header values, keys) compared several times per record: byte by byte
+/// below 8 bytes, overlapping word compares up to 32.
+#[inline(always)]
+pub fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8"));
+    match n {
+        0 => true,
+        1..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8),
+        17..=32 => {
+            w(a, 0) == w(b, 0)
+                && w(a, 8) == w(b, 8)
+                && w(a, n - 16) == w(b, n - 16)
+                && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
+/// The first eight bytes of `k`, zero-padded, as one little-endian word
+/// (a `const fn`, for tables built at compile time; no `memcpy` call for
+/// short keys).
+#[inline]
+pub const fn prefix8(k: &[u8]) -> u64 {
+    if let Some(w) = k.first_chunk::<8>() {
+        return u64::from_le_bytes(*w);
+    }
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < k.len() {
+        v |= (k[i] as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_byte_comparison_agrees_with_slices() {
+        let words: Vec<Vec<u8>> = (0..40)
+            .flat_map(|n| {
+                let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                let mut b = a.clone();
+                if let Some(x) = b.last_mut() {
+                    *x ^= 1;
+                }
+                let mut c = a.clone();
+                if let Some(x) = c.first_mut() {
+                    *x ^= 1;
+                }
+                [a, b, c]
+            })
+            .collect();
+        for x in &words {
+            for y in &words {
+                assert_eq!(eq_bytes(x, y), x == y, "{x:?} {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_agrees_with_slice_equality_at_every_length() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..=40 {
+            for flip in 0..n {
+                let mut b = a[..n].to_vec();
+                assert!(eq_bytes(&a[..n], &b));
+                b[flip] ^= 1;
+                assert!(!eq_bytes(&a[..n], &b), "n {n} flip {flip}");
+            }
+        }
+    }
+
+    #[test]
+    fn prefix8_is_the_first_eight_bytes_zero_padded() {
+        assert_eq!(prefix8(b""), 0);
+        assert_eq!(prefix8(b"ab"), u64::from_le_bytes(*b"ab\0\0\0\0\0\0"));
+        assert_eq!(prefix8(b"abcdefghij"), u64::from_le_bytes(*b"abcdefgh"));
+    }
+}
