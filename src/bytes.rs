@@ -1,5 +1,5 @@
 //! Small byte-string helpers for the per-record path, shared by the
-//! parser, the classifiers and the archive.
+//! parser, the classifiers, the encoders and the archive.
 
 /// Byte equality without a libc call for the short strings (field names,
 /// header values, keys) compared several times per record: byte by byte
@@ -40,6 +40,31 @@ pub const fn prefix8(k: &[u8]) -> u64 {
         i += 1;
     }
     v
+}
+
+/// Whether every byte of `s` is printable US-ASCII other than space
+/// (33..=126, what an RFC 5424 header field may hold). Eight bytes per
+/// step: once no byte has its top bit set, adding 95 to each byte sets
+/// its top bit exactly when it is at least 33, and adding 1 exactly when
+/// it is 127, with no carry between bytes.
+#[inline]
+pub fn all_printable(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let ok =
+        |w: u64| w & HI == 0 && w.wrapping_add(LO * 95) & HI == HI && w.wrapping_add(LO) & HI == 0;
+    let n = s.len();
+    if n < 8 {
+        return s.iter().all(|b| (33..=126).contains(b));
+    }
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        if !ok(u64::from_le_bytes(c.try_into().expect("8 bytes"))) {
+            return false;
+        }
+    }
+    // The tail: the last eight bytes, overlapping what was checked.
+    chunks.remainder().is_empty() || ok(u64::from_le_bytes(s[n - 8..].try_into().expect("8 bytes")))
 }
 
 #[cfg(test)]
@@ -87,5 +112,24 @@ mod tests {
         assert_eq!(prefix8(b""), 0);
         assert_eq!(prefix8(b"ab"), u64::from_le_bytes(*b"ab\0\0\0\0\0\0"));
         assert_eq!(prefix8(b"abcdefghij"), u64::from_le_bytes(*b"abcdefgh"));
+    }
+
+    #[test]
+    fn all_printable_agrees_with_a_byte_check_at_every_length_and_byte() {
+        let base: Vec<u8> = (0..40).map(|i| b'!' + (i * 7 % 94) as u8).collect();
+        for n in 0..=40 {
+            assert!(all_printable(&base[..n]), "n {n}");
+            for at in 0..n {
+                for b in 0..=255u8 {
+                    let mut s = base[..n].to_vec();
+                    s[at] = b;
+                    assert_eq!(
+                        all_printable(&s),
+                        (33..=126).contains(&b),
+                        "n {n} at {at} b {b}"
+                    );
+                }
+            }
+        }
     }
 }

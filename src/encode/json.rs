@@ -32,14 +32,57 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends `s` escaped for a JSON string, without quotes. Runs of bytes
-/// that need nothing are found eight at a time and copied whole; invalid
-/// UTF-8 sequences become U+FFFD (one per bad byte, as `from_utf8_lossy`
-/// does for maximal subparts).
+/// Appends `s` escaped for a JSON string, without quotes. Strings of up
+/// to 32 bytes that need nothing (most names and values) are checked with
+/// at most two overlapping loads and copied inline; others go through
+/// [`write_json_str_body_general`].
+#[inline(always)]
 pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
-    if s.len() < 8 && write_short_plain(out, s) {
+    if s.len() < 8 {
+        if write_short_plain(out, s) {
+            return;
+        }
+    } else if s.len() <= 32 && is_plain_8_to_32(s) {
+        out.reserve(s.len());
+        let len = out.len();
+        // SAFETY: `reserve` made room for `s.len()` bytes after `len`,
+        // which `copy_short` writes and `set_len` then counts.
+        unsafe {
+            copy_short(out.as_mut_ptr().add(len), s);
+            out.set_len(len + s.len());
+        }
         return;
     }
+    write_json_str_body_general(out, s);
+}
+
+/// Whether `s` (8 to 32 bytes) holds no byte JSON output must escape or
+/// check (control, `"`, `\\`, non-ASCII): two overlapping loads.
+#[inline(always)]
+fn is_plain_8_to_32(s: &[u8]) -> bool {
+    let n = s.len();
+    debug_assert!((8..=32).contains(&n));
+    #[cfg(target_arch = "x86_64")]
+    if n >= 16 {
+        return attention16(&s[..16]) | attention16(&s[n - 16..]) == 0;
+    }
+    let w = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    match n {
+        8..=16 => attention(w(0)) | attention(w(n - 8)) == 0,
+        _ => {
+            s.chunks_exact(8)
+                .all(|c| attention(u64::from_le_bytes(c.try_into().expect("8 bytes"))) == 0)
+                && attention(w(n - 8)) == 0
+        }
+    }
+}
+
+/// [`write_json_str_body`] for any string: runs of bytes that need
+/// nothing are found sixteen (or eight) at a time and copied whole;
+/// invalid UTF-8 sequences become U+FFFD (one per bad byte, as
+/// `from_utf8_lossy` does for maximal subparts).
+#[inline(never)]
+pub fn write_json_str_body_general(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0; // first byte not yet copied
     let mut i = 0;
     let n = s.len();
@@ -53,8 +96,17 @@ pub fn write_json_str_body(out: &mut Vec<u8>, s: &[u8]) {
                     continue;
                 }
                 i += m.trailing_zeros() as usize;
+            } else if n >= 16 {
+                // The tail: the last 16 bytes, overlapping checked ones
+                // (whose flags, below `i`, are shifted out).
+                let m = attention16(&s[n - 16..]) >> (i + 16 - n);
+                if m == 0 {
+                    i = n;
+                    continue;
+                }
+                i += m.trailing_zeros() as usize;
             } else if i + 8 <= n {
-                // The tail: two overlapping words cover it.
+                // Two overlapping words cover the rest.
                 let m1 = attention(u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes")));
                 if m1 != 0 {
                     i += (m1.trailing_zeros() / 8) as usize;
@@ -167,6 +219,77 @@ pub fn push_bytes(out: &mut Vec<u8>, src: &[u8]) {
             std::ptr::write_unaligned(d.add(n - 4) as *mut u32, b);
         }
         out.set_len(len + n);
+    }
+}
+
+/// Appends `[,]"key":"value"` for a key and value that need no escaping,
+/// with one capacity check for the whole field (the most common write of
+/// a record: every field of a JSON message without backslashes).
+#[inline]
+fn put_clean_field(out: &mut Vec<u8>, comma: bool, key: &[u8], value: &[u8]) {
+    let need = key.len() + value.len() + 6;
+    out.reserve(need);
+    let len = out.len();
+    // SAFETY: `reserve` made room for `need` more bytes after `len`; what
+    // is written below is at most `comma + 1 + key + 3 + value + 1 = need`
+    // bytes from `len` on, every one of them before `set_len` counts it.
+    unsafe {
+        let mut d = out.as_mut_ptr().add(len);
+        if comma {
+            *d = b',';
+            d = d.add(1);
+        }
+        *d = b'"';
+        d = copy_short(d.add(1), key);
+        std::ptr::write_unaligned(d as *mut [u8; 3], *b"\":\"");
+        d = copy_short(d.add(3), value);
+        *d = b'"';
+        out.set_len(d.add(1).offset_from(out.as_ptr()) as usize);
+    }
+}
+
+/// Copies `src` to `d` and returns the address just past it: up to 32
+/// bytes with two overlapping loads and stores (no `memcpy` call), longer
+/// ones with `copy_nonoverlapping`.
+///
+/// # Safety
+/// `d` must be valid for `src.len()` bytes of writes and not overlap `src`.
+#[inline(always)]
+unsafe fn copy_short(d: *mut u8, src: &[u8]) -> *mut u8 {
+    let n = src.len();
+    let p = src.as_ptr();
+    // SAFETY: every read lies inside `src` (each pair of loads starts at 0
+    // and ends at `n`, for the sizes its arm covers); every write lies in
+    // `d[..n]`, which the caller vouches for.
+    unsafe {
+        match n {
+            0 => {}
+            1..=3 => {
+                *d = *p;
+                *d.add(n / 2) = *p.add(n / 2);
+                *d.add(n - 1) = *p.add(n - 1);
+            }
+            4..=7 => {
+                let a = std::ptr::read_unaligned(p as *const u32);
+                let b = std::ptr::read_unaligned(p.add(n - 4) as *const u32);
+                std::ptr::write_unaligned(d as *mut u32, a);
+                std::ptr::write_unaligned(d.add(n - 4) as *mut u32, b);
+            }
+            8..=16 => {
+                let a = std::ptr::read_unaligned(p as *const u64);
+                let b = std::ptr::read_unaligned(p.add(n - 8) as *const u64);
+                std::ptr::write_unaligned(d as *mut u64, a);
+                std::ptr::write_unaligned(d.add(n - 8) as *mut u64, b);
+            }
+            17..=32 => {
+                let a = std::ptr::read_unaligned(p as *const [u8; 16]);
+                let b = std::ptr::read_unaligned(p.add(n - 16) as *const [u8; 16]);
+                std::ptr::write_unaligned(d as *mut [u8; 16], a);
+                std::ptr::write_unaligned(d.add(n - 16) as *mut [u8; 16], b);
+            }
+            _ => std::ptr::copy_nonoverlapping(p, d, n),
+        }
+        d.add(n)
     }
 }
 
@@ -357,9 +480,6 @@ pub fn write_record_with(
     }
     out.extend_from_slice(b"},\"msg\":{");
     for (i, f) in rec.fields.as_slice().iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
         // Keys are normalised to `[a-z0-9_-]` (record::normalize_key), so
         // they never need escaping.
         debug_assert!(
@@ -367,14 +487,17 @@ pub fn write_record_with(
                 .iter()
                 .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         );
+        if rec.is_clean(f.value) {
+            put_clean_field(out, i > 0, f.key, f.value);
+            continue;
+        }
+        if i > 0 {
+            out.push(b',');
+        }
         out.push(b'"');
         push_bytes(out, f.key);
         out.extend_from_slice(b"\":\"");
-        if rec.is_clean(f.value) {
-            push_bytes(out, f.value);
-        } else {
-            write_json_str_body(out, f.value);
-        }
+        write_json_str_body(out, f.value);
         out.push(b'"');
     }
     out.extend_from_slice(b"}}");
@@ -449,8 +572,11 @@ mod tests {
             "\u{e9}".as_bytes(),
             b"\x7f",
         ];
-        for n in 0..8 {
-            let plain = &b"abcdefg"[..n];
+        // Every length up to 48: the short, 8-32 byte and general paths,
+        // and a special byte at each place of each.
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV";
+        for n in 0..=48 {
+            let plain = &alphabet[..n];
             assert_eq!(
                 esc(plain),
                 format!("\"{}\"", String::from_utf8_lossy(plain))
@@ -485,5 +611,31 @@ mod tests {
         v.push(b' ');
         write_ip(&mut v, "::ffff:10.0.0.1".parse().unwrap());
         assert_eq!(v, b"192.168.1.109 ::ffff:10.0.0.1");
+    }
+
+    #[test]
+    fn clean_fields_are_written_whole_at_every_key_and_value_length() {
+        let text: Vec<u8> = (0..80u8).map(|i| b'a' + i % 26).collect();
+        for k in 1..40 {
+            for v in 0..80 {
+                for comma in [false, true] {
+                    let mut out = b"{".to_vec();
+                    put_clean_field(&mut out, comma, &text[..k], &text[..v]);
+                    let mut want = b"{".to_vec();
+                    if comma {
+                        want.push(b',');
+                    }
+                    want.extend_from_slice(
+                        format!(
+                            "\"{}\":\"{}\"",
+                            std::str::from_utf8(&text[..k]).unwrap(),
+                            std::str::from_utf8(&text[..v]).unwrap()
+                        )
+                        .as_bytes(),
+                    );
+                    assert_eq!(out, want, "k {k} v {v}");
+                }
+            }
+        }
     }
 }

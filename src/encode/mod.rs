@@ -120,7 +120,7 @@ fn write_header_field(out: &mut Vec<u8>, v: &[u8], max: usize) {
     }
     let v = &v[..v.len().min(max)];
     // The usual field needs no replacing: one check, one copy.
-    if v.iter().all(|b| (33..=126).contains(b)) {
+    if crate::bytes::all_printable(v) {
         json::push_bytes(out, v);
         return;
     }
