@@ -67,6 +67,55 @@ pub fn all_printable(s: &[u8]) -> bool {
     chunks.remainder().is_empty() || ok(u64::from_le_bytes(s[n - 8..].try_into().expect("8 bytes")))
 }
 
+/// Index of the first `b` in `s`. Header tokens (a timestamp, a host, an
+/// app name) are a few bytes to a few dozen, where `memchr`'s setup costs
+/// more than the search: the first 64 bytes are scanned here, sixteen at
+/// a time (SSE2, part of every x86_64), and `memchr` takes the rest.
+#[inline]
+pub fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let n = s.len();
+        let mut i = 0;
+        while i < 64 {
+            if i + 16 > n {
+                if i >= n {
+                    return None;
+                }
+                if n >= 16 {
+                    // The last sixteen bytes, overlapping checked ones
+                    // (whose matches, below `i`, there are none of).
+                    let m = eq16(&s[n - 16..], b) >> (i + 16 - n);
+                    return (m != 0).then(|| i + m.trailing_zeros() as usize);
+                }
+                return s.iter().position(|&c| c == b);
+            }
+            let m = eq16(&s[i..i + 16], b);
+            if m != 0 {
+                return Some(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        memchr::memchr(b, &s[i..]).map(|p| p + i)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    memchr::memchr(b, s)
+}
+
+/// A bit set for each of the first 16 bytes of `chunk` equal to `b`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn eq16(chunk: &[u8], b: u8) -> u32 {
+    use std::arch::x86_64::*;
+    assert!(chunk.len() >= 16);
+    // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the
+    // first 16 bytes of `chunk`, which holds at least 16 (checked above).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+        _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))) as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +177,25 @@ mod tests {
                         (33..=126).contains(&b),
                         "n {n} at {at} b {b}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_agrees_with_position_at_every_length_and_place() {
+        for n in 0..=100 {
+            let hay = vec![b'x'; n];
+            assert_eq!(find_byte(&hay, b' '), None, "n {n}");
+            for at in 0..n {
+                let mut s = hay.clone();
+                s[at] = b' ';
+                assert_eq!(find_byte(&s, b' '), Some(at), "n {n} at {at}");
+                // A second match later must not win.
+                for later in at + 1..n {
+                    let mut t = s.clone();
+                    t[later] = b' ';
+                    assert_eq!(find_byte(&t, b' '), Some(at), "n {n} at {at} later {later}");
                 }
             }
         }

@@ -136,7 +136,7 @@ pub fn parse_pri(s: &[u8]) -> Option<(u8, usize)> {
 /// space). The rest is empty when there is no space.
 #[inline]
 pub(crate) fn token(s: &[u8]) -> (&[u8], &[u8]) {
-    match memchr::memchr(b' ', s) {
+    match crate::bytes::find_byte(s, b' ') {
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, &[]),
     }
