@@ -138,6 +138,15 @@ pub struct IdentityStats {
     pub enriched: AtomicU64,
 }
 
+/// Adds one to a counter of the table's. Only the table's owner (the
+/// enrich stage's thread) writes its counters, so a load and a store do
+/// what an atomic add would, without its locked instruction on every
+/// record; scrapes only read.
+#[inline]
+fn count(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
 impl IdentityStats {
     /// Appends the counters `metrics` does not render itself.
     pub fn render_extra(&self, out: &mut String) {
@@ -262,7 +271,7 @@ impl Identity {
             Some(e) => {
                 if e.name == id {
                     e.seen_ns = now;
-                    self.stats.learned.fetch_add(1, Ordering::Relaxed);
+                    count(&self.stats.learned);
                     if self.seq.wrapping_sub(e.seq) < requeue_after {
                         return;
                     }
@@ -293,7 +302,7 @@ impl Identity {
             }
         };
         self.order.push_back((k, self.seq));
-        self.stats.learned.fetch_add(1, Ordering::Relaxed);
+        count(&self.stats.learned);
         self.expire(now);
         if fresh {
             while self.map.len() > self.max {
@@ -330,7 +339,7 @@ impl Identity {
                     let name = e.name;
                     self.map.remove(k);
                     self.names.release(name);
-                    self.stats.expired.fetch_add(1, Ordering::Relaxed);
+                    count(&self.stats.expired);
                 }
                 _ => {}
             }
@@ -345,7 +354,7 @@ impl Identity {
                 if let Some(e) = self.map.remove(k) {
                     self.names.release(e.name);
                 }
-                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                count(&self.stats.evicted);
                 return;
             }
         }
@@ -382,7 +391,7 @@ impl Identity {
         if let Some(name) = self.lookup(ip, rec.received.unix_ns) {
             let v = bump.alloc_slice_copy(name);
             rec.fields.set(bump, b"src_user", v);
-            self.stats.enriched.fetch_add(1, Ordering::Relaxed);
+            count(&self.stats.enriched);
         }
     }
 
