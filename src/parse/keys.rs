@@ -75,6 +75,9 @@ pub struct KeyCache {
     global_full: bool,
     /// Ids seen in the current record ([`KeyCache::begin`], [`KeyCache::mark`]).
     seen: Box<[u64; GLOBAL_MAX / 64]>,
+    /// Which words of `seen` are not zero (a record's ids usually share
+    /// one or two), so that a new record clears those, not all 512 bytes.
+    touched: Vec<u16>,
 }
 
 impl Default for KeyCache {
@@ -95,12 +98,16 @@ impl KeyCache {
             },
             global_full: false,
             seen: Box::new([0; GLOBAL_MAX / 64]),
+            touched: Vec::with_capacity(GLOBAL_MAX / 64),
         }
     }
 
     /// Forgets the ids [`KeyCache::mark`] saw: a new record starts.
     pub fn begin(&mut self) {
-        self.seen.fill(0);
+        for &w in &self.touched {
+            self.seen[w as usize] = 0;
+        }
+        self.touched.clear();
     }
 
     /// Notes that the current record has the shared name `id`; true when
@@ -110,6 +117,11 @@ impl KeyCache {
         let (w, b) = ((id / 64) as usize, 1u64 << (id % 64));
         match self.seen.get_mut(w) {
             Some(word) => {
+                if *word == 0 {
+                    // At most one entry per word: `touched` never grows
+                    // past its capacity.
+                    self.touched.push(w as u16);
+                }
                 let had = *word & b != 0;
                 *word |= b;
                 had
@@ -235,6 +247,21 @@ mod tests {
         assert!(c.mark(NO_ID));
         c.begin();
         assert!(!c.mark(a.1));
+    }
+
+    #[test]
+    fn begin_forgets_every_id_marked_in_any_word() {
+        let mut c = KeyCache::new();
+        for round in 0..3 {
+            let ids: Vec<u32> = (0..GLOBAL_MAX as u32).step_by(61 + round).collect();
+            for &id in &ids {
+                assert!(!c.mark(id), "round {round} id {id}");
+                assert!(c.mark(id));
+            }
+            c.begin();
+            assert!(c.seen.iter().all(|&w| w == 0));
+            assert!(c.touched.is_empty());
+        }
     }
 
     #[test]
