@@ -17,6 +17,29 @@ pub struct Timestamp {
     pub frac_digits: u8,
 }
 
+/// Longest RFC 3339 text: date-time, nine fraction digits, `+hh:mm`.
+const RFC3339_MAX: usize = 19 + 10 + 6;
+
+/// One formatted time and its text (`len` 0: empty).
+#[derive(Clone, Copy)]
+struct CachedText {
+    ts: Timestamp,
+    len: u8,
+    text: [u8; RFC3339_MAX],
+}
+
+impl CachedText {
+    const EMPTY: CachedText = CachedText {
+        ts: Timestamp {
+            unix_ns: 0,
+            offset_min: 0,
+            frac_digits: 0,
+        },
+        len: 0,
+        text: [0; RFC3339_MAX],
+    };
+}
+
 impl Timestamp {
     /// The current time, UTC, with microsecond precision.
     pub fn now() -> Timestamp {
@@ -63,10 +86,42 @@ impl Timestamp {
     }
 
     /// Appends the RFC 3339 form, e.g. `2003-10-11T22:14:15.003Z`.
-    /// Records of one second share the date-time text: the last two
-    /// seconds formatted (a record's receive time and its own time) are
-    /// cached per thread.
+    /// Consecutive records share times (every record of one read has the
+    /// same receive time; a busy sender stamps many records alike), so the
+    /// text of the last two times formatted is cached per thread and
+    /// copied when the time is the same.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        thread_local! {
+            static TEXT: std::cell::RefCell<[CachedText; 2]> =
+                const { std::cell::RefCell::new([CachedText::EMPTY; 2]) };
+        }
+        TEXT.with(|t| {
+            let Ok(mut t) = t.try_borrow_mut() else {
+                // Not reached (nothing here re-enters); format afresh.
+                let mut buf = [0u8; RFC3339_MAX];
+                let n = self.format_rfc3339(&mut buf);
+                out.extend_from_slice(&buf[..n]);
+                return;
+            };
+            let i = if t[0].len != 0 && t[0].ts == *self {
+                0
+            } else if t[1].len != 0 && t[1].ts == *self {
+                1
+            } else {
+                t[1] = t[0];
+                let n = self.format_rfc3339(&mut t[0].text);
+                t[0].ts = *self;
+                t[0].len = n as u8;
+                0
+            };
+            crate::encode::json::push_bytes(out, &t[i].text[..t[i].len as usize]);
+        });
+    }
+
+    /// Writes the RFC 3339 form into `buf`; returns its length. Records of
+    /// one second share the date-time text: the last two seconds
+    /// formatted are cached per thread.
+    fn format_rfc3339(&self, buf: &mut [u8; RFC3339_MAX]) -> usize {
         type Slot = (i64, [u8; 19]);
         thread_local! {
             static LAST: std::cell::Cell<[Slot; 2]> =
@@ -92,15 +147,17 @@ impl Timestamp {
             LAST.set(cache);
             t
         };
-        out.extend_from_slice(&text);
+        buf[..19].copy_from_slice(&text);
+        let mut n = 19;
         if self.frac_digits > 0 {
             let digits = self.frac_digits.min(9) as usize;
-            let mut f = *b".000000000";
-            put_digits(&mut f[1..1 + digits], nanos / POW10[9 - digits]);
-            crate::encode::json::push_bytes(out, &f[..1 + digits]);
+            buf[n] = b'.';
+            put_digits(&mut buf[n + 1..n + 1 + digits], nanos / POW10[9 - digits]);
+            n += 1 + digits;
         }
         if self.offset_min == 0 {
-            out.push(b'Z');
+            buf[n] = b'Z';
+            n += 1;
         } else {
             let off = self.offset_min.unsigned_abs() as u32;
             let mut o = *b"+00:00";
@@ -109,8 +166,10 @@ impl Timestamp {
             }
             put_digits(&mut o[1..3], off / 60);
             put_digits(&mut o[4..6], off % 60);
-            out.extend_from_slice(&o);
+            buf[n..n + 6].copy_from_slice(&o);
+            n += 6;
         }
+        n
     }
 
     /// Appends the RFC 3164 form, `Mmm dd hh:mm:ss` (day padded with a space).
@@ -502,6 +561,33 @@ mod tests {
             let text = format!("2026-12-04T09:59:09{frac}Z");
             let (ts, _) = parse_rfc3339(text.as_bytes(), 0).unwrap();
             assert_eq!(fmt(ts), text);
+        }
+    }
+
+    #[test]
+    fn cached_texts_are_only_reused_for_the_same_time() {
+        // Times that share a second, a fraction or an instant but differ
+        // in offset or digits, repeated and interleaved: each must print
+        // as it does alone.
+        let texts = [
+            "2026-12-04T09:59:09.123Z",
+            "2026-12-04T09:59:09.123000Z",
+            "2026-12-04T10:59:09.123+01:00",
+            "2026-12-04T09:59:09.124Z",
+            "2026-12-04T09:59:09Z",
+            "2026-12-04T09:59:10.123Z",
+            "2026-12-04T04:29:09.123-05:30",
+        ];
+        let times: Vec<Timestamp> = texts
+            .iter()
+            .map(|t| parse_rfc3339(t.as_bytes(), 0).unwrap().0)
+            .collect();
+        for round in 0..4 {
+            for i in 0..texts.len() {
+                for j in [i, (i + round) % texts.len(), i] {
+                    assert_eq!(fmt(times[j]), texts[j], "round {round} i {i} j {j}");
+                }
+            }
         }
     }
 
