@@ -168,16 +168,26 @@ impl<'a> Fields<'a> {
         unsafe { std::slice::from_raw_parts_mut(init.as_mut_ptr() as *mut Field<'a>, init.len()) }
     }
 
-    /// Appends a field, growing inside the arena when full.
+    /// Appends a field, growing inside the arena when full. Inlined: the
+    /// parser pushes every field of every record, and the list was sized
+    /// for them, so only the store is on that path.
+    #[inline]
     pub fn push(&mut self, bump: &'a Bump, key: &'a [u8], value: &'a [u8]) {
         if self.len == self.slots.len() {
-            let cap = (self.slots.len() * 2).max(8);
-            let new = uninit_slots(bump, cap);
-            new[..self.len].copy_from_slice(&self.slots[..self.len]);
-            self.slots = new;
+            self.grow(bump);
         }
         self.slots[self.len] = MaybeUninit::new(Field { key, value });
         self.len += 1;
+    }
+
+    /// Doubles the list's room (at least 8), inside the arena.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, bump: &'a Bump) {
+        let cap = (self.slots.len() * 2).max(8);
+        let new = uninit_slots(bump, cap);
+        new[..self.len].copy_from_slice(&self.slots[..self.len]);
+        self.slots = new;
     }
 
     /// Makes room for `additional` more fields without further growth.
