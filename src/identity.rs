@@ -245,18 +245,20 @@ impl Identity {
             .get(b"targetdomainname")
             .map(|d| d.trim_ascii())
             .unwrap_or(b"");
+        // `DOMAIN\user`, cut at MAX_NAME bytes.
         let mut name = [0u8; MAX_NAME];
         let mut n = 0;
-        let mut put = |b: &[u8]| {
-            let k = b.len().min(MAX_NAME - n);
-            name[n..n + k].copy_from_slice(&b[..k]);
-            n += k;
-        };
         if !domain.is_empty() && domain != b"-" {
-            put(domain);
-            put(b"\\");
+            n = domain.len().min(MAX_NAME);
+            name[..n].copy_from_slice(&domain[..n]);
+            if n < MAX_NAME {
+                name[n] = b'\\';
+                n += 1;
+            }
         }
-        put(user);
+        let u = user.len().min(MAX_NAME - n);
+        name[n..n + u].copy_from_slice(&user[..u]);
+        n += u;
         self.insert(ip, &name[..n], rec.received.unix_ns);
     }
 

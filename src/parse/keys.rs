@@ -142,7 +142,7 @@ impl KeyCache {
         let mut i = self.hash(key) & mask;
         let mut free = None;
         for _ in 0..MAX_PROBE {
-            let s = self.slots[i];
+            let s = &self.slots[i];
             if s.len == 0 {
                 free = Some(i);
                 break;
