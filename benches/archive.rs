@@ -71,13 +71,13 @@ impl Measurement for CpuTime {
 }
 
 fn names() -> Names {
-    Names {
-        inputs: vec!["tcp".into()],
-        classes: sluice::record::class::BUILTIN
+    Names::new(
+        vec!["tcp".into()],
+        sluice::record::class::BUILTIN
             .iter()
             .map(|s| s.to_string())
             .collect(),
-    }
+    )
 }
 
 /// The corpus parsed into batches of 512 records, as the pipeline hands

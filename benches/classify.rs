@@ -42,10 +42,10 @@ fn fixture() -> Vec<Case> {
 }
 
 fn names() -> Names {
-    Names {
-        inputs: vec!["tcp".into()],
-        classes: class::BUILTIN.iter().map(|s| s.to_string()).collect(),
-    }
+    Names::new(
+        vec!["tcp".into()],
+        class::BUILTIN.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 /// A batch that goes back to its pool when dropped (after the timed

@@ -27,10 +27,7 @@ fn main() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let names = Names {
-        inputs: vec!["tcp".into()],
-        classes: class_names(&[]),
-    };
+    let names = Names::new(vec!["tcp".into()], class_names(&[]));
     let mut parser = Parser::new();
     let mut classifier = Classifier::new(&[], &names).unwrap();
     let mut enricher =

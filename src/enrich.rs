@@ -279,10 +279,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let names = Names {
-            inputs: vec!["tcp".into()],
-            classes: crate::classify::class_names(&[]),
-        };
+        let names = Names::new(vec!["tcp".into()], crate::classify::class_names(&[]));
         let mut e = Enricher::new(&[cfg], &names, None).unwrap();
         let bump = Bump::new();
         let mut r = Record::new(b"", Timestamp::from_unix_ns(0), UNSPECIFIED, 0);

@@ -21,10 +21,7 @@ pub const MAX: usize = 2048;
 /// a frame over the limit, a record that lost its raw bytes.
 pub fn frame_parse_all(data: &[u8]) {
     let (cuts, wire) = data.split_at(data.len().min(4));
-    let names = Names {
-        inputs: vec!["fuzz".into()],
-        classes: class_names(&[]),
-    };
+    let names = Names::new(vec!["fuzz".into()], class_names(&[]));
     let mut classifier = Classifier::new(&[], &names).expect("no rules compile");
     let mut parser = Parser::with_offset(0);
     let mut encoders = [

@@ -294,10 +294,10 @@ mod tests {
     use bumpalo::Bump;
 
     fn names() -> Names {
-        Names {
-            inputs: vec!["udp".into(), "tcp".into()],
-            classes: class::BUILTIN.iter().map(|s| s.to_string()).collect(),
-        }
+        Names::new(
+            vec!["udp".into(), "tcp".into()],
+            class::BUILTIN.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     fn one(s: &str) -> OneOrMany {

@@ -71,10 +71,10 @@ pub struct Pipeline {
 
 /// The names encoders and matchers use for `cfg`.
 pub fn names_for(cfg: &Config) -> Names {
-    Names {
-        inputs: cfg.inputs.iter().map(|i| i.name.clone()).collect(),
-        classes: class_names(&cfg.classify),
-    }
+    Names::new(
+        cfg.inputs.iter().map(|i| i.name.clone()).collect(),
+        class_names(&cfg.classify),
+    )
 }
 
 /// What a reload changed, for the log.
@@ -286,10 +286,7 @@ impl Pipeline {
             .copied()
             .filter(|id| !ids.contains(id))
             .collect();
-        let names = Names {
-            inputs: input_names,
-            classes,
-        };
+        let names = Names::new(input_names, classes);
 
         // Fallible work first.
         let classifier = Classifier::new(&new.classify, &names).map_err(anyhow::Error::msg)?;

@@ -39,10 +39,10 @@ struct Case {
 const RECEIVED_NS: i64 = 1_772_452_800_000_000_000;
 
 fn names() -> Names {
-    Names {
-        inputs: vec!["tcp".into()],
-        classes: class::BUILTIN.iter().map(|s| s.to_string()).collect(),
-    }
+    Names::new(
+        vec!["tcp".into()],
+        class::BUILTIN.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 fn text(b: &[u8]) -> String {

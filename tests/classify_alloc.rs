@@ -59,10 +59,10 @@ struct Case {
 }
 
 fn names() -> Names {
-    Names {
-        inputs: vec!["tcp".into()],
-        classes: class::BUILTIN.iter().map(|s| s.to_string()).collect(),
-    }
+    Names::new(
+        vec!["tcp".into()],
+        class::BUILTIN.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 fn flowmon_rule() -> EnrichConfig {

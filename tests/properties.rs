@@ -124,7 +124,7 @@ proptest! {
         prop_assert_eq!(rec.raw, &raw[..]);
         // Text that did not parse as JSON is kept as the message.
         prop_assert!(rec.json || rec.msg.is_empty() || rec.fields.get(b"message") == Some(rec.msg));
-        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let names = Names::new(vec!["in".into()], class::BUILTIN.iter().map(|s| s.to_string()).collect());
         let mut out = Vec::new();
         write_record(&mut out, &rec, &names);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
@@ -149,7 +149,7 @@ proptest! {
         let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
         Parser::with_offset(0).parse(&bump, &mut rec);
         prop_assert!(rec.json);
-        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let names = Names::new(vec!["in".into()], class::BUILTIN.iter().map(|s| s.to_string()).collect());
         let mut fast = Vec::new();
         write_record(&mut fast, &rec, &names);
         rec.clean_json = (0, 0);
@@ -177,7 +177,7 @@ proptest! {
         let raw = bump.alloc_slice_copy(&raw);
         let mut rec = Record::new(raw, Timestamp::now(), UNSPECIFIED, 0);
         Parser::with_offset(0).parse(&bump, &mut rec);
-        let names = Names { inputs: vec!["in".into()], classes: class::BUILTIN.iter().map(|s| s.to_string()).collect() };
+        let names = Names::new(vec!["in".into()], class::BUILTIN.iter().map(|s| s.to_string()).collect());
         let mut fast = Vec::new();
         write_record(&mut fast, &rec, &names);
         rec.clean_json = (0, 0);

@@ -943,10 +943,7 @@ impl Decoded {
                 })
                 .collect()
         };
-        self.names = Names {
-            inputs: text(DICT_INPUT),
-            classes: text(DICT_CLASS),
-        };
+        self.names = Names::new(text(DICT_INPUT), text(DICT_CLASS));
         self.rows = rows;
         self.dict_buf = dict_buf;
         self.dicts = dicts;
@@ -1068,13 +1065,13 @@ mod tests {
     use crate::encode::json::write_record;
 
     fn names() -> Names {
-        Names {
-            inputs: vec!["tcp".into(), "udp".into()],
-            classes: crate::record::class::BUILTIN
+        Names::new(
+            vec!["tcp".into(), "udp".into()],
+            crate::record::class::BUILTIN
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-        }
+        )
     }
 
     fn sample<'a>(bump: &'a Bump, i: u32) -> Record<'a> {

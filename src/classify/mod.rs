@@ -314,10 +314,7 @@ mod tests {
     fn names(extra: &[&str]) -> Names {
         let mut classes: Vec<String> = class::BUILTIN.iter().map(|s| s.to_string()).collect();
         classes.extend(extra.iter().map(|s| s.to_string()));
-        Names {
-            inputs: vec!["tcp".into()],
-            classes,
-        }
+        Names::new(vec!["tcp".into()], classes)
     }
 
     fn rule(class: &str, src: &[&str], contains: Option<&str>) -> ClassifyConfig {

@@ -436,7 +436,7 @@ pub fn write_record_with(
     out.extend_from_slice(b"\",\"src_ip\":\"");
     write_ip(out, rec.src.ip());
     out.extend_from_slice(b"\",\"input\":");
-    write_json_str(out, names.input(rec.input).as_bytes());
+    push_bytes(out, names.input_json(rec.input));
     out.extend_from_slice(b",\"facility\":\"");
     push_bytes(
         out,
@@ -461,7 +461,7 @@ pub fn write_record_with(
         }
     }
     out.extend_from_slice(b",\"class\":");
-    write_json_str(out, names.class(rec.class).as_bytes());
+    push_bytes(out, names.class_json(rec.class));
     if rec.flaws != 0 {
         out.extend_from_slice(b",\"flaws\":[");
         let mut first = true;

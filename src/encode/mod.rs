@@ -16,14 +16,47 @@ use crate::record::{ClassId, Record};
 /// a record classified under the old names prints right under the new.
 pub type SharedNames = std::sync::Arc<arc_swap::ArcSwap<Names>>;
 
-/// Names the encoders print for input and class ids.
+/// Names the encoders print for input and class ids, with each one's
+/// quoted JSON form, made once ([`Names::new`]) rather than escaped again
+/// for every record.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
     pub inputs: Vec<String>,
     pub classes: Vec<String>,
+    inputs_json: Vec<Vec<u8>>,
+    classes_json: Vec<Vec<u8>>,
 }
 
 impl Names {
+    pub fn new(inputs: Vec<String>, classes: Vec<String>) -> Names {
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|n| {
+                    let mut q = Vec::with_capacity(n.len() + 2);
+                    json::write_json_str(&mut q, n.as_bytes());
+                    q
+                })
+                .collect()
+        };
+        Names {
+            inputs_json: quoted(&inputs),
+            classes_json: quoted(&classes),
+            inputs,
+            classes,
+        }
+    }
+    /// [`Names::input`] as a quoted JSON string.
+    pub fn input_json(&self, id: u16) -> &[u8] {
+        self.inputs_json
+            .get(id as usize)
+            .map_or(b"\"?\"", Vec::as_slice)
+    }
+    /// [`Names::class`] as a quoted JSON string.
+    pub fn class_json(&self, id: ClassId) -> &[u8] {
+        self.classes_json
+            .get(id as usize)
+            .map_or(b"\"?\"", Vec::as_slice)
+    }
     pub fn input(&self, id: u16) -> &str {
         self.inputs.get(id as usize).map_or("?", String::as_str)
     }
@@ -174,4 +207,23 @@ fn write_v1(out: &mut Vec<u8>, rec: &Record<'_>) {
         out.extend_from_slice(b": ");
     }
     out.extend_from_slice(rec.msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_names_are_escaped_once_and_unknown_ids_print_a_question_mark() {
+        let n = Names::new(
+            vec!["tcp".into(), "a\"b\\c".into()],
+            vec!["windows".into(), "tab\there".into()],
+        );
+        assert_eq!(n.input_json(0), b"\"tcp\"");
+        assert_eq!(n.input_json(1), br#""a\"b\\c""#);
+        assert_eq!(n.class_json(1), br#""tab\there""#);
+        assert_eq!(n.input_json(7), b"\"?\"");
+        assert_eq!(n.class_json(9), b"\"?\"");
+        assert_eq!(n.input(1), "a\"b\\c");
+    }
 }
