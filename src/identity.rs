@@ -352,10 +352,10 @@ impl Identity {
     /// Evicts the least recently seen entry.
     fn evict_oldest(&mut self) {
         while let Some((k, s)) = self.order.pop_front() {
-            if self.map.get(k).is_some_and(|e| e.seq == s) {
-                if let Some(e) = self.map.remove(k) {
-                    self.names.release(e.name);
-                }
+            // Queue entries of refreshed or removed addresses are stale:
+            // only the one whose sequence still matches evicts.
+            if let Some(e) = self.map.remove_if(k, |e| e.seq == s) {
+                self.names.release(e.name);
                 count(&self.stats.evicted);
                 return;
             }
