@@ -116,9 +116,55 @@ fn eq16(chunk: &[u8], b: u8) -> u32 {
     }
 }
 
+/// Writes `v` as decimal digits filling `dst` (zero-padded on the left,
+/// high digits cut).
+#[inline]
+pub fn put_digits(dst: &mut [u8], mut v: u64) {
+    // Two digits per division.
+    let mut i = dst.len();
+    while i >= 2 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        dst[i - 2..i].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+        i -= 2;
+    }
+    if i == 1 {
+        dst[0] = b'0' + (v % 10) as u8;
+    }
+}
+
+/// "00" to "99".
+static DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_fill_their_width_zero_padded_and_cut_from_the_left() {
+        for (width, v) in [
+            (1, 7u64),
+            (2, 5),
+            (4, 2026),
+            (5, 123),
+            (12, 42),
+            (19, u64::MAX),
+        ] {
+            let mut b = vec![b'x'; width];
+            put_digits(&mut b, v);
+            let s = format!("{v:0width$}");
+            assert_eq!(b, s[s.len() - width..].as_bytes(), "{width} {v}");
+        }
+    }
 
     #[test]
     fn short_byte_comparison_agrees_with_slices() {

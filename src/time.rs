@@ -4,6 +4,7 @@
 //! encoders. Everything here is allocation-free: parsers return values,
 //! formatters append to a caller's reusable buffer.
 
+use crate::bytes::put_digits;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A point in time with the UTC offset it was written in.
@@ -136,12 +137,12 @@ impl Timestamp {
         } else {
             let c = self.civil();
             let mut t = *b"0000-00-00T00:00:00";
-            put_digits(&mut t[0..4], c.year.max(0) as u32);
-            put_digits(&mut t[5..7], c.month);
-            put_digits(&mut t[8..10], c.day);
-            put_digits(&mut t[11..13], c.hour);
-            put_digits(&mut t[14..16], c.minute);
-            put_digits(&mut t[17..19], c.second);
+            put_digits(&mut t[0..4], c.year.max(0) as u64);
+            put_digits(&mut t[5..7], c.month as u64);
+            put_digits(&mut t[8..10], c.day as u64);
+            put_digits(&mut t[11..13], c.hour as u64);
+            put_digits(&mut t[14..16], c.minute as u64);
+            put_digits(&mut t[17..19], c.second as u64);
             cache[1] = cache[0];
             cache[0] = (secs, t);
             LAST.set(cache);
@@ -152,7 +153,10 @@ impl Timestamp {
         if self.frac_digits > 0 {
             let digits = self.frac_digits.min(9) as usize;
             buf[n] = b'.';
-            put_digits(&mut buf[n + 1..n + 1 + digits], nanos / POW10[9 - digits]);
+            put_digits(
+                &mut buf[n + 1..n + 1 + digits],
+                (nanos / POW10[9 - digits]) as u64,
+            );
             n += 1 + digits;
         }
         if self.offset_min == 0 {
@@ -164,8 +168,8 @@ impl Timestamp {
             if self.offset_min < 0 {
                 o[0] = b'-';
             }
-            put_digits(&mut o[1..3], off / 60);
-            put_digits(&mut o[4..6], off % 60);
+            put_digits(&mut o[1..3], (off / 60) as u64);
+            put_digits(&mut o[4..6], (off % 60) as u64);
             buf[n..n + 6].copy_from_slice(&o);
             n += 6;
         }
@@ -207,35 +211,6 @@ pub struct Civil {
 pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
-
-/// Writes `v` as decimal digits filling `dst` (zero-padded on the left,
-/// high digits cut).
-#[inline]
-fn put_digits(dst: &mut [u8], mut v: u32) {
-    // Two digits per division.
-    let mut i = dst.len();
-    while i >= 2 {
-        let r = (v % 100) as usize * 2;
-        v /= 100;
-        dst[i - 2..i].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
-        i -= 2;
-    }
-    if i == 1 {
-        dst[0] = b'0' + (v % 10) as u8;
-    }
-}
-
-/// "00" to "99".
-static DIGIT_PAIRS: [u8; 200] = {
-    let mut t = [0u8; 200];
-    let mut i = 0;
-    while i < 100 {
-        t[2 * i] = b'0' + (i / 10) as u8;
-        t[2 * i + 1] = b'0' + (i % 10) as u8;
-        i += 1;
-    }
-    t
-};
 
 const POW10: [u32; 10] = [
     1,

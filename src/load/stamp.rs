@@ -20,6 +20,7 @@
 //! syslog-ng's `format-json`) as `"loadstamp":"…"`, possibly escaped, so the
 //! sink skips up to a few of `"`, `\`, `:`, `=` and spaces after the key.
 
+use crate::bytes::put_digits;
 use memchr::memmem;
 
 /// The key that introduces a stamp.
@@ -76,16 +77,6 @@ pub fn patch(value: &mut [u8], seq: u64, sent_ns: u64) {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Writes `n` as zero-padded decimal filling `out` (high digits beyond the
-/// width are dropped).
-#[inline]
-fn put_digits(out: &mut [u8], mut n: u64) {
-    for b in out.iter_mut().rev() {
-        *b = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-}
 
 /// Finds and reads the stamp in a frame (the last one, if several).
 pub struct Finder {
