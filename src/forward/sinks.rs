@@ -215,6 +215,7 @@ impl TcpSink {
 pub fn connect_tcp(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    refuse_self_connect(&s)?;
     let _ = s.set_tcp_nodelay(true);
     let _ = s.set_tcp_keepalive(
         &TcpKeepalive::new()
@@ -223,6 +224,22 @@ pub fn connect_tcp(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
     );
     let _ = s.set_tcp_user_timeout(Some(Duration::from_secs(30)));
     Ok(s.into())
+}
+
+/// Fails a connection that reached itself: with nothing listening on a
+/// loopback target port in the kernel's ephemeral range, a connect can be
+/// given that very port as its source, and TCP's simultaneous open then
+/// "connects" the socket to itself; every record written to it would be
+/// lost without an error.
+fn refuse_self_connect(s: &Socket) -> io::Result<()> {
+    let (local, peer) = (s.local_addr()?, s.peer_addr()?);
+    if local.as_socket().is_some() && local.as_socket() == peer.as_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "connected to itself: nothing listens on the target port",
+        ));
+    }
+    Ok(())
 }
 
 impl Sink for TcpSink {
@@ -386,5 +403,27 @@ impl Sink for TlsSink {
             .inspect_err(|_| {
                 self.conn = None;
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_connected_to_itself_is_refused() {
+        // TCP simultaneous open: a socket bound to a port and connected to
+        // that same address is connected to itself.
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let me = s.local_addr().unwrap();
+        s.connect(&me).unwrap();
+        let e = refuse_self_connect(&s).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ok = connect_tcp(l.local_addr().unwrap()).unwrap();
+        assert_ne!(ok.local_addr().unwrap(), ok.peer_addr().unwrap());
     }
 }

@@ -254,8 +254,33 @@ pub fn tcp_send(addr: SocketAddr, bytes: &[u8]) {
     s.flush().unwrap();
 }
 
-/// A free loopback TCP port (bound, then released).
+/// A free loopback TCP port for a peer a test starts later (or never).
+///
+/// It is taken from below the kernel's ephemeral range
+/// (`ip_local_port_range`), so no socket bound to port 0 and no outgoing
+/// connection of a test running beside this one can be given it in the
+/// meantime: a port from the ephemeral range, released and then listened
+/// on later, was once handed to another sluice's metrics listener while a
+/// test meant it to be down. Ports are tried in a per-process order from
+/// a start derived from the process id; each is checked free by binding.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const FLOOR: u32 = 20000;
+    if low > FLOOR + 1000 {
+        let span = low - FLOOR;
+        let start = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let port = FLOOR + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return port as u16;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
