@@ -162,7 +162,7 @@ mod tests {
             let mut b = vec![b'x'; width];
             put_digits(&mut b, v);
             let s = format!("{v:0width$}");
-            assert_eq!(b, s[s.len() - width..].as_bytes(), "{width} {v}");
+            assert_eq!(b, &s.as_bytes()[s.len() - width..], "{width} {v}");
         }
     }
 
