@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release --example hotpath -- FILE [ROUNDS]`, or under
 //! `valgrind --tool=callgrind` for an instruction count per function.
+//! FILE `perf:N` renders N messages of the `perf/` workload (`sluice load
+//! --mix perf`) in process from a fixed seed instead, so that counts
+//! compare across machines and sessions: perf/README.md's counts are
+//! `perf:20000` with ROUNDS 3.
 
 use std::time::Instant;
 
@@ -22,7 +26,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: hotpath FILE [ROUNDS]");
     let rounds: usize = args.next().map_or(1, |r| r.parse().expect("rounds"));
-    let text = std::fs::read(&path).expect("read FILE");
+    let text = match path.strip_prefix("perf:") {
+        Some(n) => perf_corpus(n.parse().expect("perf:N")),
+        None => std::fs::read(&path).expect("read FILE"),
+    };
     let lines: Vec<&[u8]> = text
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -69,4 +76,22 @@ fn main() {
         dt.as_nanos() as f64 / n as f64,
         bytes
     );
+}
+
+/// `n` LF-terminated messages of the perf workload, the same for every run.
+fn perf_corpus(n: usize) -> Vec<u8> {
+    use sluice::load::traffic::{Kind, render};
+    let mut rng = fastrand::Rng::with_seed(1);
+    // A fixed time: the messages' text does not depend on the clock.
+    let now = Timestamp {
+        unix_ns: 1_796_400_000_123_000_000,
+        offset_min: 0,
+        frac_digits: 3,
+    };
+    let mut out = Vec::with_capacity(n * 400);
+    for _ in 0..n {
+        out.extend_from_slice(&render(Kind::Perf, &mut rng, now, 1, 0).bytes);
+        out.push(b'\n');
+    }
+    out
 }
