@@ -412,6 +412,25 @@ pub fn write_host(out: &mut Vec<u8>, rec: &Record<'_>, json: bool) {
     }
 }
 
+/// `,"facility":"…","severity":"…","host":"` for a PRI value, made once
+/// for all 256 (a PRI above 191 has facility "unknown").
+fn pri_meta(pri: u8) -> &'static [u8] {
+    static TABLE: std::sync::LazyLock<Vec<Box<[u8]>>> = std::sync::LazyLock::new(|| {
+        (0..=255u8)
+            .map(|pri| {
+                let facility = FACILITY_NAMES
+                    .get((pri >> 3) as usize)
+                    .unwrap_or(&"unknown");
+                let severity = SEVERITY_NAMES[(pri & 7) as usize];
+                format!(",\"facility\":\"{facility}\",\"severity\":\"{severity}\",\"host\":\"")
+                    .into_bytes()
+                    .into_boxed_slice()
+            })
+            .collect()
+    });
+    &TABLE[pri as usize]
+}
+
 /// Appends one record in the record JSON shape (no trailing newline).
 pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>, names: &Names) {
     write_record_with(out, rec, names, None);
@@ -437,17 +456,7 @@ pub fn write_record_with(
     write_ip(out, rec.src.ip());
     out.extend_from_slice(b"\",\"input\":");
     push_bytes(out, names.input_json(rec.input));
-    out.extend_from_slice(b",\"facility\":\"");
-    push_bytes(
-        out,
-        FACILITY_NAMES
-            .get(rec.facility() as usize)
-            .unwrap_or(&"unknown")
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"severity\":\"");
-    push_bytes(out, SEVERITY_NAMES[rec.severity() as usize].as_bytes());
-    out.extend_from_slice(b"\",\"host\":\"");
+    push_bytes(out, pri_meta(rec.pri));
     write_host(out, rec, true);
     out.push(b'"');
     for (name, v) in [
@@ -506,6 +515,26 @@ pub fn write_record_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facility_and_severity_are_named_for_every_pri() {
+        let names = Names::new(vec!["tcp".into()], vec!["unknown".into()]);
+        let now = crate::time::Timestamp::now();
+        for pri in 0..=255u8 {
+            let mut rec = Record::new(b"x", now, crate::record::UNSPECIFIED, 0);
+            rec.pri = pri;
+            rec.host = b"h1";
+            let mut out = Vec::new();
+            write_record(&mut out, &rec, &names);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let facility = FACILITY_NAMES
+                .get((pri >> 3) as usize)
+                .unwrap_or(&"unknown");
+            assert_eq!(v["meta"]["facility"], *facility, "{pri}");
+            assert_eq!(v["meta"]["severity"], SEVERITY_NAMES[(pri & 7) as usize]);
+            assert_eq!(v["meta"]["host"], "h1");
+        }
+    }
 
     #[test]
     fn ipv4_addresses_are_written_as_std_writes_them() {
