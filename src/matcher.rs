@@ -179,14 +179,14 @@ impl Matcher {
                         .iter()
                         .map(|s| {
                             names
-                                .classes
+                                .classes()
                                 .iter()
                                 .position(|c| c == s)
                                 .map(|i| i as ClassId)
                                 .ok_or_else(|| {
                                     format!(
                                         "match `class`: no class named \"{s}\" (known: {})",
-                                        names.classes.join(", ")
+                                        names.classes().join(", ")
                                     )
                                 })
                         })
@@ -197,7 +197,7 @@ impl Matcher {
                         .iter()
                         .map(|s| {
                             names
-                                .inputs
+                                .inputs()
                                 .iter()
                                 .position(|c| c == s)
                                 .map(|i| i as u16)

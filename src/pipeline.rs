@@ -95,7 +95,7 @@ impl Pipeline {
         let names: SharedNames = Arc::new(ArcSwap::from_pointee(names_for(cfg)));
         let cur = names.load_full();
         let metrics = Metrics::new(
-            &cur.inputs,
+            cur.inputs(),
             &cfg.outputs
                 .iter()
                 .map(|o| o.name.clone())
@@ -249,7 +249,7 @@ impl Pipeline {
         let old_names = self.names.load_full();
 
         // Names: ids only ever get added.
-        let mut classes = old_names.classes.clone();
+        let mut classes = old_names.classes().to_vec();
         for c in class_names(&new.classify) {
             if !classes.contains(&c) {
                 classes.push(c);
@@ -262,7 +262,7 @@ impl Pipeline {
                 && a.listen == b.listen
                 && (!a.listen.ends_with(":0") || a.name == b.name)
         };
-        let mut input_names = old_names.inputs.clone();
+        let mut input_names = old_names.inputs().to_vec();
         let mut ids = Vec::new();
         let mut to_bind = Vec::new();
         for i in &new.inputs {
@@ -297,7 +297,7 @@ impl Pipeline {
         )
         .map_err(anyhow::Error::msg)?;
         let mut runtime = Vec::new();
-        for (id, name) in names.inputs.iter().enumerate() {
+        for (id, name) in names.inputs().iter().enumerate() {
             let id = id as u16;
             match ids.iter().position(|&x| x == id) {
                 Some(k) => runtime.push(runtime_of(id, &new.inputs[k])?),
@@ -402,7 +402,7 @@ impl Pipeline {
             report.outputs_removed.push(r.cfg.name.clone());
             self.retired.push(r.thread);
         }
-        let input_metrics = self.metrics.set_inputs(&names.inputs);
+        let input_metrics = self.metrics.set_inputs(names.inputs());
         self.metrics.retire_inputs(&removed);
         let _ = self
             .classify_tx

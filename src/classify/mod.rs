@@ -158,7 +158,7 @@ impl Classifier {
         let mut rules = Vec::new();
         for c in cfg {
             let id = names
-                .classes
+                .classes()
                 .iter()
                 .position(|n| *n == c.class)
                 .ok_or_else(|| format!("[[classify]]: unknown class {}", c.class))?
@@ -180,7 +180,7 @@ impl Classifier {
         }
         Ok(Classifier {
             rules,
-            stats: Arc::new(ClassifyStats::new(&names.classes)),
+            stats: Arc::new(ClassifyStats::new(names.classes())),
         })
     }
 

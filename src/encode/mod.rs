@@ -21,8 +21,9 @@ pub type SharedNames = std::sync::Arc<arc_swap::ArcSwap<Names>>;
 /// for every record.
 #[derive(Clone, Debug, Default)]
 pub struct Names {
-    pub inputs: Vec<String>,
-    pub classes: Vec<String>,
+    // Private, so the quoted forms below always match them.
+    inputs: Vec<String>,
+    classes: Vec<String>,
     inputs_json: Vec<Vec<u8>>,
     classes_json: Vec<Vec<u8>>,
 }
@@ -44,6 +45,14 @@ impl Names {
             inputs,
             classes,
         }
+    }
+    /// Input names, by id.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+    /// Class names, by id.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
     }
     /// [`Names::input`] as a quoted JSON string.
     pub fn input_json(&self, id: u16) -> &[u8] {

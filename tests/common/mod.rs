@@ -257,12 +257,12 @@ pub fn tcp_send(addr: SocketAddr, bytes: &[u8]) {
 /// A free loopback TCP port for a peer a test starts later (or never).
 ///
 /// It is taken from below the kernel's ephemeral range
-/// (`ip_local_port_range`), so no socket bound to port 0 and no outgoing
-/// connection of a test running beside this one can be given it in the
-/// meantime: a port from the ephemeral range, released and then listened
-/// on later, was once handed to another sluice's metrics listener while a
-/// test meant it to be down. Ports are tried in a per-process order from
-/// a start derived from the process id; each is checked free by binding.
+/// (`ip_local_port_range`), so neither a socket bound to port 0 beside the
+/// test nor an outgoing connection (which could even be given the port as
+/// its own source and connect to itself) can take it in the meantime: a
+/// test's output was once "connected" to a peer port the test meant to be
+/// down. Ports are tried in a per-process order from a start derived from
+/// the process id; each is checked free by binding.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
