@@ -13,7 +13,7 @@ use bumpalo::Bump;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::atomic::AtomicCell;
 
-use crate::parse::Parser;
+use crate::parse::{Frames, JSON_PADDING, Parser};
 use crate::record::Record;
 use crate::time::Timestamp;
 
@@ -109,14 +109,34 @@ self_cell::self_cell!(
 
 impl Batch {
     /// Parses every frame of `owner` into records.
-    pub fn parse(owner: BatchOwner, parser: &mut Parser) -> Batch {
+    ///
+    /// JSON messages are parsed where they lie in the frame bytes (see
+    /// [`Parser::parse_in_place`]), so padding is appended after the last
+    /// frame first.
+    pub fn parse(mut owner: BatchOwner, parser: &mut Parser) -> Batch {
+        owner.raw.extend_from_slice(&[0; JSON_PADDING]);
+        // The frame bytes' address, taken before `owner` moves into the
+        // cell: the Vec's heap buffer does not move with it, and from here
+        // on is reached only through this view (`Vec::as_mut_ptr` makes no
+        // reference to it), until the batch is dropped.
+        let (base, len) = (owner.raw.as_mut_ptr(), owner.raw.len());
         Batch::new(owner, |o| {
+            // SAFETY: `base..base + len` is `o.raw`, initialised, kept
+            // allocated by the owner for as long as the records live, and
+            // written by nothing else (the owner is not touched mutably
+            // until the batch is dropped).
+            let frames = unsafe { Frames::new(base, len) };
             let list = o.bump.alloc_slice_fill_with(o.frames.len(), |i| {
                 let f = &o.frames[i];
-                let raw = &o.raw[f.start as usize..(f.start + f.len) as usize];
+                // SAFETY: a frame lies inside the bytes (`push_frame`), and
+                // nothing borrows them exclusively once its parse is over.
+                let raw = unsafe { frames.slice(f.start as usize, f.len as usize) };
                 let mut rec = Record::new(raw, f.received, f.src, f.input);
                 rec.flaws = f.flaws;
-                parser.parse(&o.bump, &mut rec);
+                // SAFETY: frames are parsed in order, so only the records
+                // before this one borrow the bytes, all of them before
+                // `rec.raw`: from its start on, only `rec` refers to them.
+                unsafe { parser.parse_in_place(&o.bump, &mut rec, &frames) };
                 rec
             });
             Records { list }
@@ -243,5 +263,53 @@ impl Drop for SharedBatch {
         if let Some(b) = self.batch.take() {
             self.pool.put(b.into_owner());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::UNSPECIFIED;
+
+    #[test]
+    fn clean_json_is_parsed_where_it_lies_and_frames_stay_as_received() {
+        let frames: [&[u8]; 4] = [
+            br#"<14>1 - h a - - - {"user":"alice","n":1}"#,
+            br#"{"path":"C:\\x","u":"bob"}"#,
+            b"<14>1 - h a - - - {\"a\":\"b\"} \r",
+            br#"{"last":"one"}"#,
+        ];
+        let mut owner = BatchOwner::default();
+        for f in frames {
+            owner.push_frame(f, UNSPECIFIED, Timestamp::from_unix_ns(0), 0, 0);
+        }
+        let batch = Batch::parse(owner, &mut Parser::with_offset(0));
+        batch.with_dependent(|_, recs| {
+            let inside = |r: &Record<'_>, v: &[u8]| {
+                let (p, raw) = (v.as_ptr() as usize, r.raw.as_ptr() as usize);
+                raw <= p && p + v.len() <= raw + r.raw.len()
+            };
+            for (r, f) in recs.list.iter().zip(frames) {
+                assert!(r.json);
+                assert_eq!(r.raw, f, "the frame is left as received");
+            }
+            let [a, b, c, d] = &recs.list[..] else {
+                panic!("four records");
+            };
+            // No backslash: values borrow from the frame itself.
+            let user = a.fields.get(b"user").unwrap();
+            assert_eq!(user, b"alice");
+            assert!(inside(a, user) && a.is_clean(user));
+            assert_eq!(a.fields.get(b"n"), Some(&b"1"[..]));
+            // A backslash: unescaped in an arena copy, the frame untouched.
+            let path = b.fields.get(b"path").unwrap();
+            assert_eq!(path, b"C:\\x");
+            assert!(!inside(b, path) && !b.is_clean(path));
+            assert_eq!(b.fields.get(b"u"), Some(&b"bob"[..]));
+            // Trailing bytes after the object (simd-json borrows the first
+            // one while it parses) and the last frame (the padding after it).
+            assert!(inside(c, c.fields.get(b"a").unwrap()));
+            assert!(inside(d, d.fields.get(b"last").unwrap()));
+        });
     }
 }

@@ -276,7 +276,9 @@ pub struct Record<'a> {
     /// `(0, 0)`: every string value simd-json takes from it is then valid
     /// UTF-8 with nothing to escape, so the JSON encoder copies a value
     /// lying inside this range as it is. A value replaced by any later
-    /// stage lies elsewhere and is escaped as usual.
+    /// stage lies elsewhere and is escaped as usual. The object may be the
+    /// frame's own bytes (parsed in place), so a stage that cuts values
+    /// out of `msg` or `raw` as text (CEF, sshd lines) clears this first.
     pub clean_json: (usize, usize),
     pub fields: Fields<'a>,
 }

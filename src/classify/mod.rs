@@ -256,7 +256,11 @@ fn class_fields<'a>(bump: &'a Bump, rec: &mut Record<'a>, c: ClassId) -> bool {
                 windows::normalise(bump, &mut rec.fields, at);
             }
         }
-        class::LINUX_AUTH => linux_auth::extract(bump, rec.app, rec.msg, &mut rec.fields),
+        class::LINUX_AUTH => {
+            // Values cut from the MSG text: see `Record::clean_json`.
+            rec.clean_json = (0, 0);
+            linux_auth::extract(bump, rec.app, rec.msg, &mut rec.fields)
+        }
         _ => {}
     }
     true
@@ -268,6 +272,9 @@ fn class_fields<'a>(bump: &'a Bump, rec: &mut Record<'a>, c: ClassId) -> bool {
 /// header. Returns false when the CEF was malformed; an incomplete header
 /// also keeps `message`.
 fn parse_cef<'a>(bump: &'a Bump, rec: &mut Record<'a>, at: usize, forced: Option<ClassId>) -> bool {
+    // The fields below are cut from the MSG text, which for a JSON record
+    // may be the clean JSON object itself: see `Record::clean_json`.
+    rec.clean_json = (0, 0);
     let text = &rec.msg[at..];
     let (h, ext) = cef::split_header(bump, text);
     let class = forced.unwrap_or_else(|| {
@@ -400,5 +407,40 @@ mod tests {
         assert_eq!(r.class, class::FLOWMON_ADS);
         assert_eq!(r.fields.get(b"eventid"), Some(&b"12"[..]));
         assert_eq!(r.fields.get(b"type"), Some(&b"SCAN"[..]));
+    }
+
+    #[test]
+    fn text_cut_from_a_json_message_parsed_in_place_is_escaped() {
+        // A batch parses a clean JSON MSG where it lies in the frame, so
+        // the frame's JSON text is inside the record's clean range; a rule
+        // forcing a text class on such a record (here sudo's line) cuts
+        // values with quotes in them out of that text, and they must not
+        // be taken for clean JSON strings.
+        use crate::batch::{Batch, BatchOwner};
+        use crate::encode::json::write_record;
+        let n = names(&[]);
+        for class in ["linux-auth", "cef"] {
+            let mut c = Classifier::new(&[rule(class, &[], None)], &n).unwrap();
+            let mut owner = BatchOwner::default();
+            for raw in [
+                &br#"<14>1 - h sudo - - - {"u":"alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls","x":"y"}"#[..],
+                br#"<14>1 - h sshd - - - {"m":"Accepted password for a from 10.0.0.1 port 1","u":"b"}"#,
+            ] {
+                owner.push_frame(raw, "10.0.0.2:514".parse().unwrap(), Timestamp::from_unix_ns(0), 0, 0);
+            }
+            let mut batch = Batch::parse(owner, &mut Parser::with_offset(0));
+            crate::stage::process(&mut c, &mut batch);
+            batch.with_dependent(|_, recs| {
+                for r in recs.list.iter() {
+                    assert!(r.json);
+                    let mut out = Vec::new();
+                    write_record(&mut out, r, &n);
+                    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+                        panic!("{class}: {e}: {}", String::from_utf8_lossy(&out))
+                    });
+                    assert!(v["msg"].is_object());
+                }
+            });
+        }
     }
 }

@@ -80,6 +80,24 @@ impl JsonParser {
             std::ptr::write_bytes(p.add(len), 0, INPUT_PADDING);
             std::slice::from_raw_parts_mut(p, len + INPUT_PADDING)
         };
+        self.parse_padded(bump, buf, len, fields)
+    }
+
+    /// Parses the JSON object `buf[..len]` where it lies; `buf[len..]` is
+    /// at least [`INPUT_PADDING`] readable bytes of any content, which
+    /// simd-json reads past the document and leaves as they were. String
+    /// values borrow from `buf`; simd-json unescapes a string with a
+    /// backslash in place, so text the caller must keep as received is
+    /// handed here only when it holds no backslash (then nothing in it is
+    /// written). Returns where `buf[..len]` lies (start and end address),
+    /// or None (adding nothing) when it is not a valid JSON object.
+    pub fn parse_padded<'a>(
+        &mut self,
+        bump: &'a Bump,
+        buf: &'a mut [u8],
+        len: usize,
+        fields: &mut Fields<'a>,
+    ) -> Option<(usize, usize)> {
         let start = buf.as_ptr() as usize;
         self.unique = fields.is_empty();
         self.keys.begin();

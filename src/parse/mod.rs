@@ -18,6 +18,8 @@ use crate::record::{Fields, Record, flaw};
 use crate::time::local_offset_min;
 
 pub use json::JsonParser;
+/// Readable bytes simd-json needs after a JSON document it parses in place.
+pub use simd_json::INPUT_PADDING as JSON_PADDING;
 
 /// The UTF-8 byte order mark (RFC 5424 section 6.4).
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -53,7 +55,36 @@ impl Parser {
     }
 
     /// Parses `rec.raw` into `rec`. Never fails: problems set `rec.flaws`.
+    /// A JSON message is copied into the arena to be parsed.
     pub fn parse<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) {
+        self.parse_with(bump, rec, None)
+    }
+
+    /// [`Parser::parse`] for a record whose `raw` lies in `frames`: a JSON
+    /// message without backslashes is parsed where it lies, not copied
+    /// (simd-json then writes nothing in it), and its values borrow from
+    /// the frame.
+    ///
+    /// # Safety
+    /// `rec.raw` must lie inside `frames`, and no reference other than
+    /// `rec`'s own may be in use to any byte of `frames` from `rec.raw`'s
+    /// start on (the frames of a batch, parsed in order, with the batch's
+    /// padding after the last one).
+    pub unsafe fn parse_in_place<'a>(
+        &mut self,
+        bump: &'a Bump,
+        rec: &mut Record<'a>,
+        frames: &Frames<'a>,
+    ) {
+        self.parse_with(bump, rec, Some(frames))
+    }
+
+    fn parse_with<'a>(
+        &mut self,
+        bump: &'a Bump,
+        rec: &mut Record<'a>,
+        frames: Option<&Frames<'a>>,
+    ) {
         let raw = rec.raw;
         rec.fields = Fields::with_capacity(bump, 0);
         rec.clean_json = (0, 0);
@@ -75,7 +106,7 @@ impl Parser {
                 rec.msg = raw;
             }
         }
-        let unique = self.parse_msg(bump, rec);
+        let unique = self.parse_msg(bump, rec, frames);
         // Lowercased JSON keys (`User`, `user`), flattened nesting (`a_b`
         // and `{"a":{"b":…}}`) and repeated SD-PARAMs can all collide;
         // a JSON object of distinct shared names cannot.
@@ -86,27 +117,129 @@ impl Parser {
 
     /// Fills the message fields from `rec.msg`. True when they are known
     /// to have distinct names (see [`JsonParser::keys_unique`]).
-    fn parse_msg<'a>(&mut self, bump: &'a Bump, rec: &mut Record<'a>) -> bool {
-        let mut msg = rec.msg;
-        if msg.starts_with(BOM) {
-            msg = &msg[BOM.len()..];
-            rec.msg = msg;
+    fn parse_msg<'a>(
+        &mut self,
+        bump: &'a Bump,
+        rec: &mut Record<'a>,
+        frames: Option<&Frames<'a>>,
+    ) -> bool {
+        if rec.msg.starts_with(BOM) {
+            rec.msg = &rec.msg[BOM.len()..];
         }
-        let trimmed = trim_ascii(msg);
+        let trimmed = trim_ascii(rec.msg);
         if trimmed.first() == Some(&b'{') && trimmed.last() == Some(&b'}') {
-            if let Some(range) = self.json.parse_object(bump, trimmed, &mut rec.fields) {
+            let clean = json::needs_no_escaping(trimmed);
+            let parsed = match frames.filter(|_| clean) {
+                // SAFETY: `parse_in_place`'s contract: nothing but `rec`
+                // refers to the frame bytes from `rec.raw` on.
+                Some(frames) => unsafe { self.parse_json_in_place(bump, rec, frames) },
+                None => self.json.parse_object(bump, trimmed, &mut rec.fields),
+            };
+            if let Some(range) = parsed {
                 rec.json = true;
-                if json::needs_no_escaping(trimmed) {
+                if clean {
                     rec.clean_json = range;
                 }
                 return self.json.keys_unique();
             }
             rec.flaws |= flaw::BAD_JSON;
         }
-        if !msg.is_empty() || rec.fields.is_empty() {
-            rec.fields.push(bump, b"message", msg);
+        if !rec.msg.is_empty() || rec.fields.is_empty() {
+            rec.fields.push(bump, b"message", rec.msg);
         }
         false
+    }
+
+    /// Parses the JSON object that is `rec.msg` trimmed, where it lies in
+    /// `frames` (copied when it is not inside them with padding after it,
+    /// which a batch's frames always are); None when it is not an object.
+    ///
+    /// # Safety
+    /// As [`Parser::parse_in_place`]; `rec.msg` holds no backslash.
+    unsafe fn parse_json_in_place<'a>(
+        &mut self,
+        bump: &'a Bump,
+        rec: &mut Record<'a>,
+        frames: &Frames<'a>,
+    ) -> Option<(usize, usize)> {
+        let trimmed = trim_ascii(rec.msg);
+        let len = trimmed.len();
+        let (Some(at), Some(raw_at), Some(msg_at)) = (
+            frames.offset_of(trimmed),
+            frames.offset_of(rec.raw),
+            frames.offset_of(rec.msg),
+        ) else {
+            return self.json.parse_object(bump, trimmed, &mut rec.fields);
+        };
+        if at + len + JSON_PADDING > frames.len {
+            return self.json.parse_object(bump, trimmed, &mut rec.fields);
+        }
+        let (raw_len, msg_len) = (rec.raw.len(), rec.msg.len());
+        // SAFETY: the range lies inside `frames` (checked above) and, by
+        // the contract, no reference but `rec.raw` and `rec.msg` is in use
+        // over it: those two are not read until they are made anew below,
+        // after the parser's exclusive use ends. With no backslash in the
+        // text, simd-json writes nothing in it; it writes the byte after
+        // it (padding or a later frame) and restores it before returning.
+        let buf = unsafe { frames.slice_mut(at, len + JSON_PADDING) };
+        let parsed = self.json.parse_padded(bump, buf, len, &mut rec.fields);
+        // SAFETY: inside `frames`; the bytes are as they were received.
+        unsafe {
+            rec.raw = frames.slice(raw_at, raw_len);
+            rec.msg = frames.slice(msg_at, msg_len);
+        }
+        parsed
+    }
+}
+
+/// A batch's frame bytes, for [`Parser::parse_in_place`]: a base address
+/// and length rather than a slice, so that the parser can borrow a part of
+/// them exclusively while the records before hold shared borrows of
+/// theirs.
+pub struct Frames<'a> {
+    base: *mut u8,
+    len: usize,
+    _bytes: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Frames<'a> {
+    /// # Safety
+    /// `base..base + len` must be initialised bytes that stay allocated and
+    /// are written by nothing but this view's users for `'a`.
+    pub unsafe fn new(base: *mut u8, len: usize) -> Frames<'a> {
+        Frames {
+            base,
+            len,
+            _bytes: std::marker::PhantomData,
+        }
+    }
+
+    /// The bytes `at..at + len`, shared for `'a`.
+    ///
+    /// # Safety
+    /// The range lies inside the view, and nothing borrows it exclusively
+    /// while the slice is in use.
+    pub unsafe fn slice(&self, at: usize, len: usize) -> &'a [u8] {
+        debug_assert!(at + len <= self.len);
+        // SAFETY: by the caller's and `new`'s contracts.
+        unsafe { std::slice::from_raw_parts(self.base.add(at), len) }
+    }
+
+    /// The bytes `at..at + len`, exclusively for `'a`.
+    ///
+    /// # Safety
+    /// The range lies inside the view, and no other reference to any of it
+    /// is used while the slice (or anything borrowed from it) is in use.
+    unsafe fn slice_mut(&self, at: usize, len: usize) -> &'a mut [u8] {
+        debug_assert!(at + len <= self.len);
+        // SAFETY: by the caller's and `new`'s contracts.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(at), len) }
+    }
+
+    /// Where `s` starts in the view, when it lies wholly inside it.
+    fn offset_of(&self, s: &[u8]) -> Option<usize> {
+        let at = (s.as_ptr() as usize).checked_sub(self.base as usize)?;
+        (at.checked_add(s.len())? <= self.len).then_some(at)
     }
 }
 
