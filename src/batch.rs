@@ -126,17 +126,28 @@ impl Batch {
             // written by nothing else (the owner is not touched mutably
             // until the batch is dropped).
             let frames = unsafe { Frames::new(base, len) };
+            // The end of the highest frame parsed so far.
+            let mut high = 0usize;
             let list = o.bump.alloc_slice_fill_with(o.frames.len(), |i| {
                 let f = &o.frames[i];
-                // SAFETY: a frame lies inside the bytes (`push_frame`), and
-                // nothing borrows them exclusively once its parse is over.
-                let raw = unsafe { frames.slice(f.start as usize, f.len as usize) };
+                let (start, end) = (f.start as usize, (f.start + f.len) as usize);
+                assert!(end <= len, "a frame lies inside the batch's bytes");
+                // SAFETY: inside the bytes (checked), and nothing borrows
+                // them exclusively once a frame's parse is over.
+                let raw = unsafe { frames.slice(start, f.len as usize) };
                 let mut rec = Record::new(raw, f.received, f.src, f.input);
                 rec.flaws = f.flaws;
-                // SAFETY: frames are parsed in order, so only the records
-                // before this one borrow the bytes, all of them before
-                // `rec.raw`: from its start on, only `rec` refers to them.
-                unsafe { parser.parse_in_place(&o.bump, &mut rec, &frames) };
+                if start >= high {
+                    // SAFETY: every record before this one borrows only
+                    // bytes below `high`, so from `rec.raw`'s start on
+                    // only `rec` refers to them.
+                    unsafe { parser.parse_in_place(&o.bump, &mut rec, &frames) };
+                } else {
+                    // Out of address order (`push_frame` appends, but the
+                    // frame table is public): parsed from a copy.
+                    parser.parse(&o.bump, &mut rec);
+                }
+                high = high.max(end);
                 rec
             });
             Records { list }
@@ -310,6 +321,30 @@ mod tests {
             // one while it parses) and the last frame (the padding after it).
             assert!(inside(c, c.fields.get(b"a").unwrap()));
             assert!(inside(d, d.fields.get(b"last").unwrap()));
+        });
+    }
+
+    #[test]
+    fn frames_out_of_address_order_are_parsed_from_copies() {
+        // A frame list whose second frame lies below the first: the second
+        // must not be parsed in place, where its padding would cover the
+        // first record's bytes.
+        let (a, b) = (&br#"{"first":"1"}"#[..], &br#"{"second":"2"}"#[..]);
+        let mut owner = BatchOwner::default();
+        owner.push_frame(b, UNSPECIFIED, Timestamp::from_unix_ns(0), 0, 0);
+        owner.push_frame(a, UNSPECIFIED, Timestamp::from_unix_ns(0), 0, 0);
+        owner.frames.swap(0, 1);
+        let batch = Batch::parse(owner, &mut Parser::with_offset(0));
+        batch.with_dependent(|_, recs| {
+            let [x, y] = &recs.list[..] else {
+                panic!("two records");
+            };
+            assert_eq!((x.raw, y.raw), (a, b));
+            assert_eq!(x.fields.get(b"first"), Some(&b"1"[..]));
+            assert_eq!(y.fields.get(b"second"), Some(&b"2"[..]));
+            let v = y.fields.get(b"second").unwrap().as_ptr() as usize;
+            let raw = y.raw.as_ptr() as usize;
+            assert!(!(raw..raw + y.raw.len()).contains(&v), "parsed from a copy");
         });
     }
 }

@@ -275,6 +275,95 @@ fn lf_crlf_nul_and_octet_frames_mixed_on_one_connection_all_arrive() {
 }
 
 #[test]
+fn frames_cut_anywhere_on_connections_read_side_by_side_arrive_whole_and_in_order() {
+    // Frames cut anywhere by reads (writes of random sizes with pauses),
+    // LF and octet-counted, JSON with and without escapes (parsed in place
+    // in the batch's bytes, or from a copy), text; small batches (many
+    // boundaries); three connections at once on two workers.
+    let mut s = Sluice::start(&basic_config("").replace(
+        "workers = 2",
+        "workers = 2\nbatch_records = 7\nbatch_bytes = \"4KiB\"",
+    ));
+    const CONNS: usize = 3;
+    const PER: usize = 400;
+    let addr = s.addr("tcp");
+    let senders: Vec<_> = (0..CONNS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut wire = Vec::new();
+                for i in 0..PER {
+                    let body = match i % 4 {
+                        0 => format!(
+                            r#"<14>1 - h app - - - {{"c":"{c}","i":"{i}","pad":"{}"}}"#,
+                            "p".repeat(i % 97)
+                        ),
+                        1 => format!(
+                            r#"<14>1 - h app - - - {{"c":"{c}","i":"{i}","path":"C:\\x{i}"}}"#
+                        ),
+                        2 => format!("<13>1 - h app - - - text c={c} i={i}"),
+                        _ => format!(r#"<14>1 - h app - - - {{"c":"{c}","i":"{i}","n":{i}}} "#),
+                    };
+                    if i % 3 == 0 {
+                        wire.extend_from_slice(format!("{} {body}", body.len()).as_bytes());
+                    } else {
+                        wire.extend_from_slice(body.as_bytes());
+                        wire.push(b'\n');
+                    }
+                }
+                let mut t = TcpStream::connect(addr).unwrap();
+                t.set_nodelay(true).unwrap();
+                let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ c as u64;
+                let mut at = 0;
+                while at < wire.len() {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let n = 1 + (seed >> 33) as usize % 700;
+                    let end = (at + n).min(wire.len());
+                    t.write_all(&wire[at..end]).unwrap();
+                    at = end;
+                    if seed >> 60 == 0 {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().unwrap();
+    }
+    let recs = wait_records(&s.path("out.ndjson"), CONNS * PER, Duration::from_secs(20));
+    assert_eq!(recs.len(), CONNS * PER);
+    let mut next = [0usize; CONNS];
+    for r in &recs {
+        let (c, i) = match (msg(r, "c"), msg(r, "i")) {
+            (Some(c), Some(i)) => (c.parse::<usize>().unwrap(), i.parse::<usize>().unwrap()),
+            _ => {
+                let m = msg(r, "message").unwrap_or_else(|| panic!("{r}"));
+                let mut w = m.split(['=', ' ']);
+                (
+                    w.nth(2).unwrap().parse().unwrap(),
+                    w.nth(1).unwrap().parse().unwrap(),
+                )
+            }
+        };
+        assert_eq!(i, next[c], "connection {c}: records in order: {r}");
+        next[c] += 1;
+        match i % 4 {
+            0 => assert_eq!(msg(r, "pad"), Some("p".repeat(i % 97).as_str())),
+            1 => assert_eq!(msg(r, "path"), Some(format!("C:\\x{i}").as_str())),
+            2 => assert_eq!(
+                msg(r, "message"),
+                Some(format!("text c={c} i={i}").as_str())
+            ),
+            _ => assert_eq!(msg(r, "n"), Some(i.to_string().as_str())),
+        }
+    }
+    assert_eq!(next, [PER; CONNS]);
+    assert!(s.stop().success());
+}
+
+#[test]
 fn oversized_frames_and_random_bytes_are_counted_and_the_connection_goes_on() {
     let mut s = Sluice::start(&basic_config("").replace(
         "type = \"tcp\"\nlisten = \"127.0.0.1:0\"",
