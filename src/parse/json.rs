@@ -1,8 +1,12 @@
 //! JSON messages (agents' Windows events, Flowmon's JSON form) via simd-json.
 //!
-//! The object is copied into the arena with simd-json's padding and parsed
-//! in place with reused buffers and tape, so strings (unescaped in place)
-//! borrow from the arena. Each key becomes one field, in document order:
+//! simd-json parses in place with reused buffers and tape, so strings
+//! borrow from the text it parsed. In the pipeline an object without a
+//! backslash is parsed where it lies in the batch's frame bytes, which it
+//! leaves as they were ([`JsonParser::parse_padded`], via
+//! [`super::Parser::parse_in_place`]); any other is first copied into the
+//! arena with simd-json's padding ([`JsonParser::parse_object`]), where
+//! escapes are undone in place. Each key becomes one field, in document order:
 //! nested objects are flattened with `_`-joined keys, arrays are kept as
 //! compact JSON text, numbers and booleans as their text, `null` as "".
 
