@@ -114,6 +114,7 @@ impl Batch {
     /// [`Parser::parse_in_place`]), so padding is appended after the last
     /// frame first.
     pub fn parse(mut owner: BatchOwner, parser: &mut Parser) -> Batch {
+        let frames_end = owner.raw.len();
         owner.raw.extend_from_slice(&[0; JSON_PADDING]);
         // The frame bytes' address, taken before `owner` moves into the
         // cell: the Vec's heap buffer does not move with it, and from here
@@ -130,8 +131,14 @@ impl Batch {
             let mut high = 0usize;
             let list = o.bump.alloc_slice_fill_with(o.frames.len(), |i| {
                 let f = &o.frames[i];
-                let (start, end) = (f.start as usize, (f.start + f.len) as usize);
-                assert!(end <= len, "a frame lies inside the batch's bytes");
+                let (start, end) = (f.start as usize, f.start as usize + f.len as usize);
+                // Not a `debug_assert`: the frame table is public, and a
+                // frame outside the bytes would make the slices below
+                // point outside them.
+                assert!(
+                    end <= frames_end,
+                    "a frame lies inside the batch's frame bytes"
+                );
                 // SAFETY: inside the bytes (checked), and nothing borrows
                 // them exclusively once a frame's parse is over.
                 let raw = unsafe { frames.slice(start, f.len as usize) };
@@ -281,6 +288,7 @@ impl Drop for SharedBatch {
 mod tests {
     use super::*;
     use crate::record::UNSPECIFIED;
+    use bumpalo::Bump;
 
     #[test]
     fn clean_json_is_parsed_where_it_lies_and_frames_stay_as_received() {
@@ -346,5 +354,150 @@ mod tests {
             let raw = y.raw.as_ptr() as usize;
             assert!(!(raw..raw + y.raw.len()).contains(&v), "parsed from a copy");
         });
+    }
+
+    /// Parses `frames` as one batch, classified, and checks every record
+    /// against the same frame parsed from a copy, its JSON output, and
+    /// that the batch's bytes (frames and padding) are left as they were.
+    fn check_against_copies(frames: &[&[u8]]) {
+        use crate::classify::{Classifier, class_names};
+        use crate::encode::{Names, json::write_record};
+        let n = Names::new(vec!["in".into()], class_names(&[]));
+        let mut owner = BatchOwner::default();
+        for f in frames {
+            owner.push_frame(f, UNSPECIFIED, Timestamp::from_unix_ns(0), 0, 0);
+        }
+        let mut c = Classifier::new(&[], &n).unwrap();
+        let mut batch = Batch::parse(owner, &mut Parser::with_offset(0));
+        crate::stage::process(&mut c, &mut batch);
+        batch.with_dependent(|_, recs| {
+            assert_eq!(recs.list.len(), frames.len());
+            for (r, f) in recs.list.iter().zip(frames) {
+                assert_eq!(r.raw, *f);
+                let bump = Bump::new();
+                let mut copy = Record::new(
+                    bump.alloc_slice_copy(f),
+                    Timestamp::from_unix_ns(0),
+                    UNSPECIFIED,
+                    0,
+                );
+                Parser::with_offset(0).parse(&bump, &mut copy);
+                Classifier::new(&[], &n).unwrap().apply(&bump, &mut copy);
+                let text = |r: &Record<'_>| {
+                    let f = r.fields.as_slice().iter();
+                    let f = f.map(|f| (f.key.to_vec(), f.value.to_vec()));
+                    (
+                        r.host.to_vec(),
+                        r.app.to_vec(),
+                        r.msg.to_vec(),
+                        f.collect::<Vec<_>>(),
+                    )
+                };
+                assert_eq!(text(r), text(&copy), "{}", String::from_utf8_lossy(f));
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                write_record(&mut a, r, &n);
+                write_record(&mut b, &copy, &n);
+                assert_eq!(a, b);
+                serde_json::from_slice::<serde_json::Value>(&a).unwrap();
+            }
+        });
+        let owner = batch.into_owner();
+        let sent = frames.concat();
+        assert_eq!(&owner.raw[..sent.len()], &sent[..], "frames unchanged");
+        assert!(
+            owner.raw[sent.len()..].iter().all(|&b| b == 0),
+            "padding unchanged"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_frame_parses_in_place_as_from_a_copy() {
+        let long = format!(r#"{{"a":"{}"}}"#, "x".repeat(200));
+        let long2 = format!(r#"{{"a":"{}","b":"{}"}}"#, "y".repeat(63), "z".repeat(64));
+        check_against_copies(&[
+            b"",
+            br#"{"a":"b"}"#,
+            b"",
+            b"  {\"a\":\"b\"}\t\r\n ",
+            b"<14>1 - h a - - - \xEF\xBB\xBF{\"bom\":\"x\"}",
+            b"<13>Oct  1 12:00:00 h app: {\"k\":\"v\",\"n\":12}",
+            br#"<13>1 - h a - - [x@1 a="1" b="q\"z"] {"sd":"then json"}"#,
+            br#"<13>1 - h a - - [x@1 a="1"]{"sd":"no space"}"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":}"#,
+            br#"{"a":tru}"#,
+            br#"{"a":1}{"b":2}"#,
+            br#"{}"#,
+            br#"{ }"#,
+            br#"{"n":{"o":{"p":[1,{"q":"r"},"s"]}},"e":[],"f":{},"t":true,"nu":null,"fl":-1.5e3}"#,
+            br#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":"deep"}}}}}}}}}}"#,
+            "{\"utf\":\"h\u{e9}llo \u{1F600}\",\"x\":\"\u{2028}\"}".as_bytes(),
+            b"{\"bad\":\"\xff\"}",
+            b"{\"ctl\":\"a\x01b\"}",
+            b"{\"a\":\n\"b\",\t\"c\" : \"d\"}",
+            br#"{"EventID":4624,"TargetUserName":"u","IpAddress":"::ffff:10.0.0.1"}"#,
+            br#"{"typeDesc":"x","id":"1","source":"10.0.0.1"}"#,
+            long.as_bytes(),
+            long2.as_bytes(),
+            br#"{"z":"last, right before the padding"}"#,
+        ]);
+    }
+
+    fn by_hand(raw: &[u8], table: &[(u32, u32)]) {
+        let mut owner = BatchOwner::default();
+        owner.raw.extend_from_slice(raw);
+        for &(start, len) in table {
+            owner.frames.push(FrameMeta {
+                start,
+                len,
+                src: UNSPECIFIED,
+                received: Timestamp::from_unix_ns(0),
+                input: 0,
+                flaws: 0,
+            });
+        }
+        let batch = Batch::parse(owner, &mut Parser::with_offset(0));
+        batch.with_dependent(|_, recs| {
+            for (r, &(s, l)) in recs.list.iter().zip(table) {
+                assert_eq!(r.raw, &raw[s as usize..(s + l) as usize]);
+                let bump = Bump::new();
+                let mut copy = Record::new(
+                    bump.alloc_slice_copy(r.raw),
+                    Timestamp::from_unix_ns(0),
+                    UNSPECIFIED,
+                    0,
+                );
+                Parser::with_offset(0).parse(&bump, &mut copy);
+                let pairs = |r: &Record<'_>| {
+                    let f = r.fields.as_slice().iter();
+                    f.map(|f| (f.key.to_vec(), f.value.to_vec()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(pairs(r), pairs(&copy));
+            }
+        });
+    }
+
+    #[test]
+    fn frame_tables_in_any_order_with_overlaps_parse() {
+        let raw = br#"{"a":"1"}{"b":"2"} {"c":"3"}"#;
+        by_hand(
+            raw,
+            &[(0, 9), (0, 9), (9, 9), (9, 0), (19, 9), (10, 0), (0, 28)],
+        );
+        by_hand(raw, &[(19, 9), (9, 9), (0, 9)]);
+        by_hand(raw, &[(9, 0), (9, 9), (0, 9), (19, 9)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "frame bytes")]
+    fn a_frame_reaching_past_the_bytes_is_refused() {
+        by_hand(br#"{"a":"1"}"#, &[(0, 9 + 10)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "frame bytes")]
+    fn a_frame_whose_end_overflows_u32_is_refused() {
+        by_hand(br#"{"a":"1"}"#, &[(8, u32::MAX - 3)]);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::batch::{Batch, BatchOwner};
 use crate::classify::{Classifier, class_names};
+use crate::config::{ClassifyConfig, MatchConfig};
 use crate::encode::{Encoder, Format, Framing, Names};
 use crate::frame::Framer;
 use crate::parse::Parser;
@@ -21,7 +22,18 @@ pub const MAX: usize = 2048;
 pub fn frame_parse_all(data: &[u8]) {
     let (cuts, wire) = data.split_at(data.len().min(4));
     let names = Names::new(vec!["fuzz".into()], class_names(&[]));
-    let mut classifier = Classifier::new(&[], &names).expect("no rules compile");
+    // The built-in classes, and every text class forced by a rule on
+    // whatever arrives (its parser then reads JSON messages too).
+    let mut classifiers = vec![Classifier::new(&[], &names).expect("no rules compile")];
+    for class in ["linux-auth", "cef", "flowmon-ads", "windows"] {
+        let rule = ClassifyConfig {
+            class: class.into(),
+            src: Vec::new(),
+            matches: MatchConfig::new(),
+            contains: None,
+        };
+        classifiers.push(Classifier::new(&[rule], &names).expect("a built-in class compiles"));
+    }
     let mut parser = Parser::with_offset(0);
     let mut encoders = [
         Encoder::new(Format::Json, Framing::Lf),
@@ -46,29 +58,31 @@ pub fn frame_parse_all(data: &[u8]) {
     frames.push(wire.to_vec());
     // As the pipeline does it: one batch (JSON parsed in place in its
     // bytes), classified as a stage does.
-    let mut owner = BatchOwner::default();
-    for fr in &frames {
-        owner.push_frame(fr, UNSPECIFIED, Timestamp::now(), 0, 0);
-    }
-    let mut batch = Batch::parse(owner, &mut parser);
-    crate::stage::process(&mut classifier, &mut batch);
     let mut out = Vec::new();
-    batch.with_dependent(|_, recs| {
-        for (rec, fr) in recs.list.iter().zip(&frames) {
-            assert_eq!(rec.raw, &fr[..], "record lost its raw bytes");
-            for (k, e) in encoders.iter_mut().enumerate() {
-                out.clear();
-                e.encode(rec, &names, &mut out);
-                // The first encoder writes JSON lines.
-                if k == 0 {
-                    let line = out.strip_suffix(b"\n").unwrap_or(&out);
-                    assert!(
-                        serde_json::from_slice::<serde_json::Value>(line).is_ok(),
-                        "invalid JSON out: {}",
-                        String::from_utf8_lossy(line)
-                    );
+    for classifier in classifiers.iter_mut() {
+        let mut owner = BatchOwner::default();
+        for fr in &frames {
+            owner.push_frame(fr, UNSPECIFIED, Timestamp::now(), 0, 0);
+        }
+        let mut batch = Batch::parse(owner, &mut parser);
+        crate::stage::process(classifier, &mut batch);
+        batch.with_dependent(|_, recs| {
+            for (rec, fr) in recs.list.iter().zip(&frames) {
+                assert_eq!(rec.raw, &fr[..], "record lost its raw bytes");
+                for (k, e) in encoders.iter_mut().enumerate() {
+                    out.clear();
+                    e.encode(rec, &names, &mut out);
+                    // The first encoder writes JSON lines.
+                    if k == 0 {
+                        let line = out.strip_suffix(b"\n").unwrap_or(&out);
+                        assert!(
+                            serde_json::from_slice::<serde_json::Value>(line).is_ok(),
+                            "invalid JSON out: {}",
+                            String::from_utf8_lossy(line)
+                        );
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }

@@ -271,14 +271,17 @@ pub struct Record<'a> {
     pub flaws: u16,
     /// The message fields came from a JSON object.
     pub json: bool,
-    /// Where the arena copy of that JSON object lies (start and end
-    /// address) when it holds no backslash and no control byte, else
-    /// `(0, 0)`: every string value simd-json takes from it is then valid
-    /// UTF-8 with nothing to escape, so the JSON encoder copies a value
-    /// lying inside this range as it is. A value replaced by any later
-    /// stage lies elsewhere and is escaped as usual. The object may be the
-    /// frame's own bytes (parsed in place), so a stage that cuts values
-    /// out of `msg` or `raw` as text (CEF, sshd lines) clears this first.
+    /// Where the text of that JSON object lies (start and end address)
+    /// when it holds no backslash, else `(0, 0)`: every string value
+    /// simd-json takes from it is then valid UTF-8 free of `"`, `\` and
+    /// control bytes (simd-json refuses raw control bytes in strings), so
+    /// the JSON encoder copies a value lying inside this range as it is.
+    /// Only string values are clean: the text between them holds quotes
+    /// and may hold whitespace such as LF. The text is the frame's own
+    /// bytes (parsed in place in a batch) or an arena copy. A value
+    /// replaced by a later stage lies elsewhere and is escaped as usual;
+    /// a stage that cuts values out of `msg` or `raw` as text (linux-auth
+    /// forced by a rule) clears this first.
     pub clean_json: (usize, usize),
     pub fields: Fields<'a>,
 }
@@ -327,7 +330,8 @@ impl<'a> Record<'a> {
                 (p, p + self.msg.len())
             };
             for a in (start..end.min(start + 512)).step_by(64) {
-                fetch(a as *const u8);
+                // A hint, never read through: an address is all it needs.
+                fetch(std::ptr::without_provenance(a));
             }
         }
     }

@@ -513,6 +513,15 @@ pub fn write_record_with(
                 .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         );
         if rec.is_clean(f.value) {
+            // What `Record::clean_json` promises of a value inside it.
+            debug_assert!(
+                std::str::from_utf8(f.value).is_ok()
+                    && f.value
+                        .iter()
+                        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\'),
+                "a clean value needs escaping: {:?}",
+                String::from_utf8_lossy(f.value)
+            );
             put_clean_field(out, i > 0, f.key, f.value);
             continue;
         }

@@ -66,10 +66,11 @@ impl Parser {
     /// the frame.
     ///
     /// # Safety
-    /// `rec.raw` must lie inside `frames`, and no reference other than
-    /// `rec`'s own may be in use to any byte of `frames` from `rec.raw`'s
-    /// start on (the frames of a batch, parsed in order, with the batch's
-    /// padding after the last one).
+    /// `rec` must be fresh from [`Record::new`] with a `raw` that lies
+    /// inside `frames`, and no reference other than `rec.raw` may be in use
+    /// to any byte of `frames` from `rec.raw`'s start on (the frames of a
+    /// batch, parsed in address order, with the batch's padding after the
+    /// last one).
     pub unsafe fn parse_in_place<'a>(
         &mut self,
         bump: &'a Bump,
@@ -176,11 +177,14 @@ impl Parser {
         }
         let (raw_len, msg_len) = (rec.raw.len(), rec.msg.len());
         // SAFETY: the range lies inside `frames` (checked above) and, by
-        // the contract, no reference but `rec.raw` and `rec.msg` is in use
-        // over it: those two are not read until they are made anew below,
-        // after the parser's exclusive use ends. With no backslash in the
+        // the contract, no reference but `rec.raw`, `rec.msg` and `trimmed`
+        // was in use over it: the first two are emptied above and made
+        // anew below, after the parser's exclusive use ends; `trimmed` is
+        // not used again. The header's fields lie before the object. With no backslash in the
         // text, simd-json writes nothing in it; it writes the byte after
         // it (padding or a later frame) and restores it before returning.
+        rec.raw = &[];
+        rec.msg = &[];
         let buf = unsafe { frames.slice_mut(at, len + JSON_PADDING) };
         let parsed = self.json.parse_padded(bump, buf, len, &mut rec.fields);
         // SAFETY: inside `frames`; the bytes are as they were received.
@@ -220,8 +224,9 @@ impl<'a> Frames<'a> {
     /// The range lies inside the view, and nothing borrows it exclusively
     /// while the slice is in use.
     pub unsafe fn slice(&self, at: usize, len: usize) -> &'a [u8] {
-        debug_assert!(at + len <= self.len);
-        // SAFETY: by the caller's and `new`'s contracts.
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len));
+        // SAFETY: inside the view (checked), and by the caller's and
+        // `new`'s contracts.
         unsafe { std::slice::from_raw_parts(self.base.add(at), len) }
     }
 
@@ -231,8 +236,9 @@ impl<'a> Frames<'a> {
     /// The range lies inside the view, and no other reference to any of it
     /// is used while the slice (or anything borrowed from it) is in use.
     unsafe fn slice_mut(&self, at: usize, len: usize) -> &'a mut [u8] {
-        debug_assert!(at + len <= self.len);
-        // SAFETY: by the caller's and `new`'s contracts.
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len));
+        // SAFETY: inside the view (checked), and by the caller's and
+        // `new`'s contracts.
         unsafe { std::slice::from_raw_parts_mut(self.base.add(at), len) }
     }
 
