@@ -176,15 +176,16 @@ impl Parser {
             return self.json.parse_object(bump, trimmed, &mut rec.fields);
         }
         let (raw_len, msg_len) = (rec.raw.len(), rec.msg.len());
-        // SAFETY: the range lies inside `frames` (checked above) and, by
-        // the contract, no reference but `rec.raw`, `rec.msg` and `trimmed`
-        // was in use over it: the first two are emptied above and made
-        // anew below, after the parser's exclusive use ends; `trimmed` is
-        // not used again. The header's fields lie before the object. With no backslash in the
-        // text, simd-json writes nothing in it; it writes the byte after
-        // it (padding or a later frame) and restores it before returning.
+        // `rec.raw` and `rec.msg` cover the object: emptied while the
+        // parser holds it, made anew after.
         rec.raw = &[];
         rec.msg = &[];
+        // SAFETY: the range lies inside `frames` (checked above) and, by
+        // the contract, nothing else refers to it: `trimmed` is not used
+        // again, and the header's fields lie before the object. With no
+        // backslash in the text, simd-json writes nothing in it; it writes
+        // the byte after it (padding or a later frame) and restores it
+        // before returning.
         let buf = unsafe { frames.slice_mut(at, len + JSON_PADDING) };
         let parsed = self.json.parse_padded(bump, buf, len, &mut rec.fields);
         // SAFETY: inside `frames`; the bytes are as they were received.
