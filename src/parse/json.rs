@@ -1,5 +1,11 @@
 //! JSON messages (agents' Windows events, Flowmon's JSON form) via simd-json.
 //!
+//! A flat object (every value a string, an integer, a boolean or null; no
+//! backslash, no control byte) is first offered to [`super::flat::scan`],
+//! which splits it without simd-json's tape; its fields are exactly what
+//! the tape walk below would make of it (a property test pins that).
+//! Everything else, and anything `flat` refuses, goes through simd-json.
+//!
 //! simd-json parses in place with reused buffers and tape, so strings
 //! borrow from the text it parsed. In the pipeline an object without a
 //! backslash is parsed where it lies in the batch's frame bytes, which it
@@ -15,6 +21,7 @@ use std::io::Write;
 use bumpalo::Bump;
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
 
+use super::flat::{self, Member};
 use super::keys::{KeyCache, NO_ID};
 use crate::encode::json::write_json_str;
 use crate::record::{Fields, normalize_key_prefixed};
@@ -28,6 +35,11 @@ pub struct JsonParser {
     tape: Vec<Node<'static>>,
     scratch: Vec<u8>,
     keys: KeyCache,
+    /// Members of a flat object ([`flat::scan`]), reused.
+    members: Vec<Member>,
+    /// Whether flat objects are read by [`flat::scan`] (true unless a test
+    /// or bench turns it off to compare with simd-json).
+    flat: bool,
     /// The last object's keys are all shared names, none repeated, and
     /// it added to no earlier fields: its names are known unique.
     unique: bool,
@@ -46,8 +58,17 @@ impl JsonParser {
             tape: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
             keys: KeyCache::new(),
+            members: Vec::with_capacity(64),
+            flat: true,
             unique: false,
         }
+    }
+
+    /// Turns the flat-object reader ([`flat::scan`]) off or on: off, every
+    /// object goes through simd-json's tape. For tests and benches that
+    /// compare the two.
+    pub fn set_flat_scan(&mut self, on: bool) {
+        self.flat = on;
     }
 
     /// Whether the fields the last successful [`JsonParser::parse_object`]
@@ -105,6 +126,12 @@ impl JsonParser {
         let start = buf.as_ptr() as usize;
         self.unique = fields.is_empty();
         self.keys.begin();
+        if self.flat && flat::scan(&buf[..len], &mut self.members) {
+            // Nothing is written in a flat object: its values borrow it.
+            let text: &'a [u8] = buf;
+            self.push_members(bump, text, fields);
+            return Some((start, start + len));
+        }
         let mut tape: Tape<'a> = Tape(std::mem::take(&mut self.tape)).reset();
         let ok = match fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
             Ok(()) => match tape.0.first() {
@@ -121,6 +148,21 @@ impl JsonParser {
         };
         self.tape = tape.reset().0;
         ok.then_some((start, start + len))
+    }
+
+    /// Adds the members [`flat::scan`] found in `text`, as
+    /// [`JsonParser::flatten`] adds a top-level object's.
+    fn push_members<'a>(&mut self, bump: &'a Bump, text: &'a [u8], fields: &mut Fields<'a>) {
+        fields.reserve(bump, self.members.len() + 4);
+        for m in &self.members {
+            let k = &text[m.key.start as usize..m.key.end as usize];
+            let v = &text[m.value.start as usize..m.value.end as usize];
+            let (key, id) = self.keys.normalize(bump, k);
+            if self.keys.mark(id) {
+                self.unique = false;
+            }
+            fields.push(bump, key, v);
+        }
     }
 
     /// Walks the object at `nodes[0]`; returns how many nodes it spans.

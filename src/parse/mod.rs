@@ -2,11 +2,13 @@
 //!
 //! Receives a record holding only its raw frame and where it came from;
 //! fills in PRI, timestamp, host, app, procid, msgid, structured data and
-//! the message fields (a JSON MSG becomes one field per key via simd-json;
+//! the message fields (a JSON MSG becomes one field per key: a flat,
+//! compact object without escapes via [`flat`], any other via simd-json;
 //! plain text becomes `message`). Runs on the input workers, so it never
 //! allocates outside the batch arena, never fails and never drops: whatever
 //! does not parse is kept as message text and marked with a `flaw`.
 
+pub mod flat;
 mod json;
 mod keys;
 mod rfc3164;
@@ -52,6 +54,11 @@ impl Parser {
             json: JsonParser::new(),
             local_offset_min: offset_min,
         }
+    }
+
+    /// Turns the flat-object reader off or on ([`JsonParser::set_flat_scan`]).
+    pub fn set_flat_scan(&mut self, on: bool) {
+        self.json.set_flat_scan(on);
     }
 
     /// Parses `rec.raw` into `rec`. Never fails: problems set `rec.flaws`.
