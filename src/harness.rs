@@ -85,4 +85,26 @@ pub fn frame_parse_all(data: &[u8]) {
             }
         });
     }
+    // The flat-object JSON reader against simd-json's tape: the same
+    // record either way.
+    let mut tape = Parser::with_offset(0);
+    tape.set_flat_scan(false);
+    let now = Timestamp::now();
+    let bump = bumpalo::Bump::new();
+    for fr in &frames {
+        let mut a = crate::record::Record::new(fr, now, UNSPECIFIED, 0);
+        let mut b = crate::record::Record::new(fr, now, UNSPECIFIED, 0);
+        parser.parse(&bump, &mut a);
+        tape.parse(&bump, &mut b);
+        let pairs = |r: &crate::record::Record<'_>| {
+            r.fields
+                .as_slice()
+                .iter()
+                .map(|f| (f.key.to_vec(), f.value.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((a.json, a.flaws), (b.json, b.flaws), "flat reader verdict");
+        assert_eq!(a.clean_json == (0, 0), b.clean_json == (0, 0));
+        assert_eq!(pairs(&a), pairs(&b), "flat reader fields");
+    }
 }
