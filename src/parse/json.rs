@@ -154,10 +154,10 @@ impl JsonParser {
     /// [`JsonParser::flatten`] adds a top-level object's.
     fn push_members<'a>(&mut self, bump: &'a Bump, text: &'a [u8], fields: &mut Fields<'a>) {
         fields.reserve(bump, self.members.len() + 4);
-        for m in &self.members {
+        for (place, m) in self.members.iter().enumerate() {
             let k = &text[m.key.start as usize..m.key.end as usize];
             let v = &text[m.value.start as usize..m.value.end as usize];
-            let (key, id) = self.keys.normalize(bump, k);
+            let (key, id) = self.keys.normalize_at(bump, k, place);
             if self.keys.mark(id) {
                 self.unique = false;
             }
@@ -179,13 +179,13 @@ impl JsonParser {
         };
         let (len, count) = (*len, *count);
         let mut i = 1;
-        for _ in 0..len {
+        for place in 0..len {
             let Some(Node::String(k)) = nodes.get(i) else {
                 break;
             };
             i += 1;
             let (key, id) = if prefix.is_empty() {
-                self.keys.normalize(bump, k.as_bytes())
+                self.keys.normalize_at(bump, k.as_bytes(), place)
             } else {
                 (normalize_key_prefixed(bump, prefix, k.as_bytes()), NO_ID)
             };

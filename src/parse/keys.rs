@@ -63,6 +63,32 @@ struct Slot {
     id: u32,
 }
 
+/// Members whose key is remembered by place ([`KeyCache::normalize_at`]).
+const MEMO: usize = 64;
+/// Longest key remembered by place.
+const MEMO_KEY: usize = 32;
+
+/// The key last seen at one place in an object, and what it became.
+#[derive(Clone, Copy)]
+struct Memo {
+    /// 0 = nothing remembered.
+    len: u8,
+    key: [u8; MEMO_KEY],
+    norm: &'static [u8],
+    id: u32,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo {
+            len: 0,
+            key: [0; MEMO_KEY],
+            norm: b"",
+            id: NO_ID,
+        }
+    }
+}
+
 /// One parser's cache: key as received → normal form.
 pub struct KeyCache {
     slots: Box<[Slot]>,
@@ -78,6 +104,9 @@ pub struct KeyCache {
     /// Which words of `seen` are not zero (a record's ids usually share
     /// one or two), so that a new record clears those, not all 512 bytes.
     touched: Vec<u16>,
+    /// By place in the object: the key last found there (a sender writes
+    /// its keys in the same order every time).
+    memo: Box<[Memo; MEMO]>,
 }
 
 impl Default for KeyCache {
@@ -99,6 +128,7 @@ impl KeyCache {
             global_full: false,
             seen: Box::new([0; GLOBAL_MAX / 64]),
             touched: Vec::with_capacity(GLOBAL_MAX / 64),
+            memo: Box::new([Memo::default(); MEMO]),
         }
     }
 
@@ -130,13 +160,62 @@ impl KeyCache {
         }
     }
 
+    /// [`KeyCache::normalize`] for the key of the `place`th member of an
+    /// object: when the key is the one last seen there, its result is
+    /// taken from a small table that stays in cache, without hashing.
+    /// The result is the same either way (a cached name never changes).
+    #[inline]
+    pub fn normalize_at<'a>(
+        &mut self,
+        bump: &'a Bump,
+        key: &'a [u8],
+        place: usize,
+    ) -> (&'a [u8], u32) {
+        let Some(m) = self.memo.get(place) else {
+            return self.normalize(bump, key);
+        };
+        if m.len as usize == key.len() && eq_bytes(&m.key[..key.len()], key) {
+            return (m.norm, m.id);
+        }
+        match self.lookup(bump, key) {
+            Ok((norm, id)) => {
+                if key.len() <= MEMO_KEY {
+                    let mut k = [0; MEMO_KEY];
+                    k[..key.len()].copy_from_slice(key);
+                    self.memo[place] = Memo {
+                        len: key.len() as u8,
+                        key: k,
+                        norm,
+                        id,
+                    };
+                }
+                (norm, id)
+            }
+            Err(norm) => (norm, NO_ID),
+        }
+    }
+
     /// `key` normalised, with its shared name's id: the shared copy when
     /// cached or cacheable, else a copy in `bump` (or `key` itself when it
     /// is already normal) and [`NO_ID`].
     #[inline]
     pub fn normalize<'a>(&mut self, bump: &'a Bump, key: &'a [u8]) -> (&'a [u8], u32) {
+        match self.lookup(bump, key) {
+            Ok((norm, id)) => (norm, id),
+            Err(norm) => (norm, NO_ID),
+        }
+    }
+
+    /// The shared normal form of `key` and its id, or (Err) a normal form
+    /// made in `bump` (or `key` itself) when it is not cached or cacheable.
+    #[inline]
+    fn lookup<'a>(
+        &mut self,
+        bump: &'a Bump,
+        key: &'a [u8],
+    ) -> Result<(&'static [u8], u32), &'a [u8]> {
         if key.is_empty() || key.len() > MAX_KEY {
-            return (normalize_key(bump, key), NO_ID);
+            return Err(normalize_key(bump, key));
         }
         let mask = SLOTS - 1;
         let mut i = self.hash(key) & mask;
@@ -150,20 +229,20 @@ impl KeyCache {
             if s.len as usize == key.len()
                 && eq_bytes(&self.raw[s.at as usize..(s.at + s.len) as usize], key)
             {
-                return (s.norm, s.id);
+                return Ok((s.norm, s.id));
             }
             i = (i + 1) & mask;
         }
         let norm = normalize_key(bump, key);
         let Some(i) = free else {
-            return (norm, NO_ID);
+            return Err(norm);
         };
         if self.used * 2 >= SLOTS || self.global_full {
-            return (norm, NO_ID);
+            return Err(norm);
         }
         let Some((shared, id)) = intern(norm) else {
             self.global_full = true;
-            return (norm, NO_ID);
+            return Err(norm);
         };
         self.slots[i] = Slot {
             at: self.raw.len() as u32,
@@ -173,7 +252,7 @@ impl KeyCache {
         };
         self.raw.extend_from_slice(key);
         self.used += 1;
-        (shared, id)
+        Ok((shared, id))
     }
 }
 
@@ -210,6 +289,37 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_remembered_by_place_normalise_as_the_cache_does() {
+        let bump = Bump::new();
+        let mut c = KeyCache::new();
+        let mut plain = KeyCache::new();
+        let keys = [
+            "TargetUserName",
+            "IpAddress",
+            "AuthenticationPackageName",
+            "a-key-longer-than-thirty-two-bytes-here",
+            "x",
+            "",
+            "IpAddresS",
+        ];
+        // The same keys in turn at every place, so places see both hits
+        // and changes, including places past the table.
+        for round in 0..4 {
+            for place in [0, 1, 2, 5, MEMO - 1, MEMO, MEMO + 3] {
+                for k in 0..keys.len() {
+                    let key = keys[(k + round + place) % keys.len()].as_bytes();
+                    let got = c.normalize_at(&bump, key, place);
+                    let want = plain.normalize(&bump, key);
+                    assert_eq!(got.0, want.0, "{key:?} at {place}");
+                    assert_eq!(got.0, normalize_key(&bump, key));
+                    assert_eq!(got.1 == NO_ID, want.1 == NO_ID);
+                    assert_eq!(got, c.normalize(&bump, key));
+                }
+            }
+        }
+    }
 
     #[test]
     fn keys_normalise_as_without_the_cache_and_repeat_the_same_copy() {
