@@ -276,8 +276,11 @@ pub struct Record<'a> {
     /// simd-json takes from it is then valid UTF-8 free of `"`, `\` and
     /// control bytes (simd-json refuses raw control bytes in strings), so
     /// the JSON encoder copies a value lying inside this range as it is.
-    /// Only string values are clean: the text between them holds quotes
-    /// and may hold whitespace such as LF. The text is the frame's own
+    /// The values lying in it are string values and, from the flat reader
+    /// (`parse::flat`), also integers, `true` and `false` (their own
+    /// digits and letters) and `null` (empty); never a span across a
+    /// quote: the text between values holds quotes and may hold
+    /// whitespace such as LF. The text is the frame's own
     /// bytes (parsed in place in a batch) or an arena copy. A value
     /// replaced by a later stage lies elsewhere and is escaped as usual;
     /// a stage that cuts values out of `msg` or `raw` as text (linux-auth
@@ -336,8 +339,8 @@ impl<'a> Record<'a> {
         }
     }
 
-    /// Whether `v` is a string value from [`Record::clean_json`], which
-    /// needs no JSON escaping.
+    /// Whether `v` is a value from [`Record::clean_json`], which needs no
+    /// JSON escaping.
     #[inline]
     pub fn is_clean(&self, v: &[u8]) -> bool {
         let (start, end) = self.clean_json;

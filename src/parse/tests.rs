@@ -221,10 +221,22 @@ fn json_without_backslashes_or_control_bytes_is_marked_clean() {
     );
     assert!(r.is_clean(r.fields.get(b"user").unwrap()));
     assert!(r.is_clean(r.fields.get(b"path").unwrap()));
-    // Numbers and arrays are rendered into the arena, outside the object.
+    // With an array the object is not flat: simd-json reads it, and its
+    // numbers and arrays are rendered into the arena, outside the object.
     assert!(!r.is_clean(r.fields.get(b"n").unwrap()));
     assert!(!r.is_clean(r.fields.get(b"a").unwrap()));
     assert!(!r.is_clean(r.msg));
+    // A flat object's values all lie in it (`parse::flat`): integers,
+    // booleans and null (empty) are clean too, as they need no escaping.
+    let r = parse(
+        &bump,
+        br#"<14>1 - h a - - - {"user":"alice","n":3,"t":true,"z":null}"#,
+    );
+    for k in [&b"user"[..], b"n", b"t", b"z"] {
+        assert!(r.is_clean(r.fields.get(k).unwrap()), "{k:?}");
+    }
+    assert_eq!(r.fields.get(b"t"), Some(&b"true"[..]));
+    assert_eq!(r.fields.get(b"z"), Some(&b""[..]));
     let r = parse(&bump, br#"<14>1 - h a - - - {"user":"CORP\\alice"}"#);
     assert!(r.json);
     assert_eq!(r.clean_json, (0, 0));
