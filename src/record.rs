@@ -98,8 +98,31 @@ impl std::fmt::Debug for Fields<'_> {
 }
 
 /// Uninitialised room for `cap` fields in `bump`.
+///
+/// Also prefetches the 512 bytes below it: the arena allocates downwards,
+/// so the next record's field list will lie there. A batch's arena is
+/// recycled memory gone cold (the pool hands out the batch that waited
+/// longest), and the parser's stores into the list were where the input
+/// workers stalled (`perf/README.md`, item 33).
+// The arena hands out a distinct allocation per call (as bumpalo's own
+// `alloc_*` do, from `&Bump`): the `&mut` aliases nothing.
+#[allow(clippy::mut_from_ref)]
+#[inline]
 fn uninit_slots<'a>(bump: &'a Bump, cap: usize) -> &'a mut [MaybeUninit<Field<'a>>] {
-    bump.alloc_slice_fill_with(cap, |_| MaybeUninit::uninit())
+    let slots = bump.alloc_slice_fill_with(cap, |_| MaybeUninit::uninit());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let line = (slots.as_ptr() as usize) & !63;
+        for k in 1..=8 {
+            // SAFETY: a prefetch never faults, whatever the address; the
+            // address is a hint made without provenance, never read through.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(line.wrapping_sub(64 * k)))
+            };
+        }
+    }
+    slots
 }
 
 impl<'a> Fields<'a> {
