@@ -97,6 +97,19 @@ impl std::fmt::Debug for Fields<'_> {
     }
 }
 
+/// Hints that the cache line holding `p` will be used soon. Never reads
+/// through `p` (an address without provenance will do) and never faults.
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Uninitialised room for `cap` fields in `bump`.
 ///
 /// Also prefetches the 512 bytes below it: the arena allocates downwards,
@@ -110,17 +123,9 @@ impl std::fmt::Debug for Fields<'_> {
 #[inline]
 fn uninit_slots<'a>(bump: &'a Bump, cap: usize) -> &'a mut [MaybeUninit<Field<'a>>] {
     let slots = bump.alloc_slice_fill_with(cap, |_| MaybeUninit::uninit());
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let line = (slots.as_ptr() as usize) & !63;
-        for k in 1..=8 {
-            // SAFETY: a prefetch never faults, whatever the address; the
-            // address is a hint made without provenance, never read through.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(line.wrapping_sub(64 * k)))
-            };
-        }
+    let line = (slots.as_ptr() as usize) & !63;
+    for k in 1..=8 {
+        prefetch_line(std::ptr::without_provenance(line.wrapping_sub(64 * k)));
     }
     slots
 }
@@ -333,32 +338,26 @@ impl<'a> Record<'a> {
     /// results.
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // SAFETY: a prefetch never faults, whatever the address.
-            let fetch = |p: *const u8| unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
-            // Up to 512 bytes (8 lines) of the field list, of the text its
-            // keys and values lie in, and the frame's first two lines.
-            let slots = self.fields.as_slice();
-            let base = slots.as_ptr() as *const u8;
-            for off in (0..std::mem::size_of_val(slots).min(512)).step_by(64) {
-                fetch(base.wrapping_add(off));
-            }
-            // The header's text fields (host, app, ...) span the frame's
-            // first hundred-odd bytes.
-            fetch(self.raw.as_ptr());
-            fetch(self.raw.as_ptr().wrapping_add(64));
-            let (start, end) = if self.clean_json.0 != 0 {
-                self.clean_json
-            } else {
-                let p = self.msg.as_ptr() as usize;
-                (p, p + self.msg.len())
-            };
-            for a in (start..end.min(start + 512)).step_by(64) {
-                // A hint, never read through: an address is all it needs.
-                fetch(std::ptr::without_provenance(a));
-            }
+        // Up to 512 bytes (8 lines) of the field list, of the text its
+        // keys and values lie in, and the frame's first two lines.
+        let slots = self.fields.as_slice();
+        let base = slots.as_ptr() as *const u8;
+        for off in (0..std::mem::size_of_val(slots).min(512)).step_by(64) {
+            prefetch_line(base.wrapping_add(off));
+        }
+        // The header's text fields (host, app, ...) span the frame's
+        // first hundred-odd bytes.
+        prefetch_line(self.raw.as_ptr());
+        prefetch_line(self.raw.as_ptr().wrapping_add(64));
+        let (start, end) = if self.clean_json.0 != 0 {
+            self.clean_json
+        } else {
+            let p = self.msg.as_ptr() as usize;
+            (p, p + self.msg.len())
+        };
+        for a in (start..end.min(start + 512)).step_by(64) {
+            // A hint, never read through: an address is all it needs.
+            prefetch_line(std::ptr::without_provenance(a));
         }
     }
 

@@ -48,7 +48,6 @@ pub fn scan(text: &[u8], out: &mut Vec<Member>) -> bool {
     if text.len() > u32::MAX as usize {
         return false;
     }
-    let mut high = false;
     let n = text.len();
     let at = |i: usize| text.get(i).copied().unwrap_or(0);
     let mut i = skip_spaces(text, 0);
@@ -63,7 +62,7 @@ pub fn scan(text: &[u8], out: &mut Vec<Member>) -> bool {
             if at(i) != b'"' {
                 return false;
             }
-            let Some(end) = string_end(text, i + 1, &mut high) else {
+            let Some(end) = string_end(text, i + 1) else {
                 return false;
             };
             let key = span(i + 1, end);
@@ -74,7 +73,7 @@ pub fn scan(text: &[u8], out: &mut Vec<Member>) -> bool {
             i = skip_spaces(text, i + 1);
             let value = match at(i) {
                 b'"' => {
-                    let Some(end) = string_end(text, i + 1, &mut high) else {
+                    let Some(end) = string_end(text, i + 1) else {
                         return false;
                     };
                     let v = span(i + 1, end);
@@ -122,7 +121,7 @@ pub fn scan(text: &[u8], out: &mut Vec<Member>) -> bool {
     }
     // Outside strings every byte was checked to be ASCII; the strings'
     // bytes at or above 0x80 must make valid UTF-8, as simd-json requires.
-    !high || std::str::from_utf8(text).is_ok()
+    text.is_ascii() || std::str::from_utf8(text).is_ok()
 }
 
 #[inline]
@@ -144,33 +143,30 @@ fn skip_spaces(text: &[u8], mut i: usize) -> usize {
 
 /// The index of the quote that closes the string whose first byte is at
 /// `i`; None when a backslash or a control byte comes first, or no quote
-/// does. Sets `high` when it passes a byte at or above 0x80.
+/// does.
 #[inline]
-fn string_end(text: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
+fn string_end(text: &[u8], mut i: usize) -> Option<usize> {
     let n = text.len();
     #[cfg(target_arch = "x86_64")]
     while i + 16 <= n {
-        let (quote, bad, hi) = classify16(&text[i..i + 16]);
+        let (quote, bad) = classify16(&text[i..i + 16]);
         if quote != 0 {
             let e = quote.trailing_zeros();
-            let before = (1u32 << e) - 1;
-            if bad & before != 0 {
+            if bad & ((1u32 << e) - 1) != 0 {
                 return None;
             }
-            *high |= hi & before != 0;
             return Some(i + e as usize);
         }
         if bad != 0 {
             return None;
         }
-        *high |= hi != 0;
         i += 16;
     }
     while i < n {
         match text[i] {
             b'"' => return Some(i),
             b'\\' | 0..=0x1f => return None,
-            c => *high |= c >= 0x80,
+            _ => {}
         }
         i += 1;
     }
@@ -178,10 +174,10 @@ fn string_end(text: &[u8], mut i: usize, high: &mut bool) -> Option<usize> {
 }
 
 /// For 16 bytes: bits set where a byte is a quote; where it is a
-/// backslash or a control byte (below 0x20); where it is 0x80 or above.
+/// backslash or a control byte (below 0x20).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn classify16(chunk: &[u8]) -> (u32, u32, u32) {
+fn classify16(chunk: &[u8]) -> (u32, u32) {
     use std::arch::x86_64::*;
     assert!(chunk.len() >= 16);
     // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the
@@ -196,7 +192,6 @@ fn classify16(chunk: &[u8]) -> (u32, u32, u32) {
         (
             _mm_movemask_epi8(quote) as u32,
             _mm_movemask_epi8(_mm_or_si128(backslash, control)) as u32,
-            _mm_movemask_epi8(v) as u32,
         )
     }
 }

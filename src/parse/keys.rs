@@ -200,10 +200,7 @@ impl KeyCache {
     /// is already normal) and [`NO_ID`].
     #[inline]
     pub fn normalize<'a>(&mut self, bump: &'a Bump, key: &'a [u8]) -> (&'a [u8], u32) {
-        match self.lookup(bump, key) {
-            Ok((norm, id)) => (norm, id),
-            Err(norm) => (norm, NO_ID),
-        }
+        self.lookup(bump, key).unwrap_or_else(|norm| (norm, NO_ID))
     }
 
     /// The shared normal form of `key` and its id, or (Err) a normal form
